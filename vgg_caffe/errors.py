@@ -1,0 +1,24 @@
+"""The one exception type users see for their own mistakes.
+
+Caffe stops with a CHECK failure naming the layer or file; we raise CaffeError with a message that
+names the file, the line and column or the layer, and what was expected. Command-line entry points
+catch it and print the message alone (no traceback from deep inside torch or protobuf).
+"""
+
+
+class CaffeError(Exception):
+    """A problem with the user's input: a prototxt, a weights file, a database, a shape."""
+
+
+def run_cli(main):
+    """Run a command-line main(), turning CaffeError into a one-line message and exit status 1."""
+    import sys
+
+    try:
+        return main()
+    except CaffeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,66 @@
+"""Convolution (Caffe's ConvolutionLayer): pad/kernel/stride/dilation as one value, one per axis,
+or the _h/_w fields; groups; optional bias. Weight blob (O, C/group, kh, kw), bias (O,).
+Output size floor((H + 2p - (d(k-1)+1)) / s) + 1, as Caffe's im2col."""
+import torch.nn.functional as F
+
+from .base import Layer, pair, register
+from .fillers import fill
+
+
+@register
+class Convolution(Layer):
+    type = "Convolution"
+
+    def setup(self):
+        p = self.param.convolution_param
+        if not p.HasField("num_output"):
+            raise self.error("convolution_param.num_output is required")
+        if p.axis != 1:
+            raise self.error(f"only axis 1 (NCHW) is supported, got {p.axis}")
+        if len(self.bottom_shapes[0]) != 4:
+            raise self.error(f"expects a 4-d bottom (N, C, H, W), got shape {self.bottom_shapes[0]}")
+        self.kernel = pair(p, "kernel_size", None, self)
+        self.pad = pair(p, "pad", 0, self)
+        self.stride = pair(p, "stride", 1, self)
+        self.dilation = pair(p, "dilation", 1, self)
+        self.group = p.group
+        channels = self.bottom_shapes[0][1]
+        if channels % self.group or p.num_output % self.group:
+            raise self.error(f"channels ({channels}) and num_output ({p.num_output}) must divide by group ({self.group})")
+        self.add_blob((p.num_output, channels // self.group) + self.kernel)
+        self.bias_term = p.bias_term
+        if p.bias_term:
+            self.add_blob((p.num_output,))
+
+    def reshape(self, bottom_shapes):
+        n, c, h, w = self._check_bottom(bottom_shapes[0])
+        out = []
+        for size, k, s, pd, d in zip((h, w), self.kernel, self.stride, self.pad, self.dilation):
+            o = (size + 2 * pd - (d * (k - 1) + 1)) // s + 1
+            if o < 1:
+                raise self.error(f"input {h}x{w} is smaller than the kernel {self.kernel[0]}x{self.kernel[1]} (pad {self.pad})")
+            out.append(o)
+        return [(n, self.param.convolution_param.num_output, out[0], out[1])]
+
+    def _check_bottom(self, shape):
+        if len(shape) != 4:
+            raise self.error(f"expects a 4-d bottom (N, C, H, W), got shape {shape}")
+        if shape[1] != self.blobs[0].shape[1] * self.group:
+            raise self.error(f"expects {self.blobs[0].shape[1] * self.group} input channels, got {shape[1]}")
+        return shape
+
+    def forward(self, x):
+        return F.conv2d(x, self.blobs[0], self.blobs[1] if self.bias_term else None,
+                        self.stride, self.pad, self.dilation, self.group)
+
+    def fill(self, generator=None):
+        p = self.param.convolution_param
+        fill(self.blobs[0], p.weight_filler if p.HasField("weight_filler") else None, generator, self.name)
+        if self.bias_term:
+            fill(self.blobs[1], p.bias_filler if p.HasField("bias_filler") else None, generator, self.name)
+
+    def multiply_adds(self):
+        return self.blobs[0].numel() * self.top_shapes[0][2] * self.top_shapes[0][3] * self.top_shapes[0][0]
+
+    def receptive(self):
+        return (self.dilation[0] * (self.kernel[0] - 1) + 1, self.stride[0], self.pad[0])

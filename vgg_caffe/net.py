@@ -1,0 +1,348 @@
+"""Net: a Caffe NetParameter turned into an executable torch graph with Caffe's semantics.
+
+Reproduces Caffe's Net::Init: layers are filtered by the net state (phase, level, stages) against
+their include/exclude rules, built in file order from the shapes of their bottoms, in-place layers
+(top == bottom) rebind the blob name, and the net's outputs are the blobs no later layer consumes.
+Loss is the sum over loss tops of loss_weight * sum(top) (loss layers weigh their first top 1 by
+default).
+
+The computation is a torch.fx GraphModule with one submodule per Caffe layer: an ordinary torch
+module that trains, scripts and exports. Data layers (Input, Data, Python, HDF5Data) are not in
+the graph: their tops are its inputs, and `forward` either takes them as keyword arguments or asks
+the data layers for the next batch. As in pycaffe, `net.blobs["fc7"]` holds the last value of a
+blob and `net.params["conv1_1"]` its learnable blobs in Caffe's order.
+"""
+import operator
+import os
+import re
+from collections import OrderedDict
+
+import torch
+from torch import fx, nn
+
+from .errors import CaffeError
+from .layers import layer_class
+from .proto import pb, parse_text, read_net, upgrade_net
+
+TRAIN, TEST = pb.TRAIN, pb.TEST
+_PHASES = {"TRAIN": TRAIN, "TEST": TEST, TRAIN: TRAIN, TEST: TEST}
+
+
+def phase_value(phase):
+    if isinstance(phase, str):
+        phase = phase.upper()
+    if phase not in _PHASES:
+        raise CaffeError(f"unknown phase {phase!r}; expected TRAIN or TEST")
+    return _PHASES[phase]
+
+
+def state_meets_rule(phase, level, stages, rule):
+    """Caffe's Net::StateMeetsRule."""
+    if rule.HasField("phase") and rule.phase != phase:
+        return False
+    if rule.HasField("min_level") and level < rule.min_level:
+        return False
+    if rule.HasField("max_level") and level > rule.max_level:
+        return False
+    if any(s not in stages for s in rule.stage):
+        return False
+    if any(s in stages for s in rule.not_stage):
+        return False
+    return True
+
+
+def filter_net(net_param, phase, level=0, stages=()):
+    """The layers kept for this state (Caffe's Net::FilterNet)."""
+    kept = []
+    for layer in net_param.layer:
+        if len(layer.include) and len(layer.exclude):
+            raise CaffeError(f"layer '{layer.name}': specify include rules or exclude rules, not both")
+        if len(layer.include):
+            keep = any(state_meets_rule(phase, level, stages, r) for r in layer.include)
+        else:
+            keep = not any(state_meets_rule(phase, level, stages, r) for r in layer.exclude)
+        if keep:
+            kept.append(layer)
+    return kept
+
+
+def load_net_param(model):
+    """Accept a path (text or binary, V1 or current), prototxt text, or a NetParameter."""
+    if isinstance(model, pb.NetParameter):
+        return upgrade_net(model), "<NetParameter>"
+    model = os.fspath(model)
+    if "\n" in model or "{" in model:
+        return upgrade_net(parse_text(model, pb.NetParameter(), "<string>")), "<string>"
+    return read_net(model), model
+
+
+def module_name(layer_name):
+    """A valid attribute name for a Caffe layer name ("conv1/3x3" -> "conv1_3x3")."""
+    name = re.sub(r"\W", "_", layer_name)
+    return name if name and not name[0].isdigit() else "_" + name
+
+
+class Net(nn.Module):
+    """A Caffe net as a torch module.
+
+    Net(model, phase="TEST", level=0, stages=(), weights=None, input_shapes=None)
+
+    model: a prototxt or caffemodel path, prototxt text, or a NetParameter.
+    weights: a .caffemodel / .h5 path (or a list) copied in by layer name.
+    input_shapes: {top: shape} overriding the shapes that data/Input layers declare.
+    """
+
+    def __init__(self, model, phase=TEST, level=0, stages=(), weights=None, input_shapes=None):
+        super().__init__()
+        self.net_param, self.source = load_net_param(model)
+        self.phase = phase_value(phase)
+        self.phase_name = pb.Phase.Name(self.phase)
+        self.level, self.stages = level, tuple(stages)
+        self.layer_params = filter_net(self.net_param, self.phase, level, self.stages)
+        self._build(input_shapes or {})
+        self.train(self.phase == TRAIN)
+        self.blobs = OrderedDict()
+        self.iteration = 0
+        if weights:
+            for w in [weights] if isinstance(weights, (str, os.PathLike)) else weights:
+                self.copy_from(w)
+
+    # -- building ------------------------------------------------------------------------------
+
+    def _build(self, input_shapes):
+        graph = fx.Graph()
+        self.layers = nn.ModuleDict()       # module name -> layer, in build order
+        self.layer_names = []               # Caffe names, in build order
+        self.data_layers = []               # layers whose tops are graph inputs
+        self.input_names = []               # graph placeholders, in order
+        self.loss_weights = OrderedDict()   # blob -> weight
+        self.blob_shapes = OrderedDict()
+        producers = {}                      # blob -> layer that last wrote it
+        nodes = {}                          # blob -> fx node of its current value
+        consumed = set()
+        available = []                      # Caffe's available_blobs, in order
+        shared = {}                         # ParamSpec.name -> (layer, index)
+
+        for lp in self.layer_params:
+            cls = layer_class(lp.type, lp.name, self.source)
+            self._check_arity(cls, lp)
+            for b in lp.bottom:
+                if b not in nodes:
+                    raise CaffeError(f"{self.source}: layer '{lp.name}' ({lp.type}): bottom '{b}' "
+                                     "is not the top of any earlier layer"
+                                     + (f"; blobs so far: {', '.join(nodes)}" if nodes else ""))
+            bottom_shapes = [self.blob_shapes[b] for b in lp.bottom]
+            layer = cls(lp, bottom_shapes, self.phase_name, self.source)
+            if cls.is_data:
+                shapes = [input_shapes.get(t, s) for t, s in zip(lp.top, layer.top_shapes)]
+                layer.top_shapes = [tuple(s) for s in shapes]
+            name = module_name(lp.name)
+            if name in self.layers:
+                raise CaffeError(f"{self.source}: two layers named '{lp.name}'")
+            self.layers[name] = layer
+            self.layer_names.append(lp.name)
+            self._share_params(layer, lp, shared)
+
+            if cls.is_data:
+                self.data_layers.append(layer)
+                outs = []
+                for t in lp.top:
+                    outs.append(graph.placeholder(module_name(t)))
+                    self.input_names.append(t)
+            else:
+                in_place = [t for t in lp.top if t in lp.bottom]
+                if in_place and not cls.in_place_ok:
+                    raise CaffeError(f"{self.source}: layer '{lp.name}' ({lp.type}) cannot run in place "
+                                     f"(top '{in_place[0]}' is also a bottom)")
+                # A Caffe in-place layer overwrites its bottom; torch may do the same when the
+                # value is not an input of the graph and nothing else has read it since it was made.
+                if hasattr(layer, "inplace"):
+                    b = lp.bottom[0]
+                    layer.inplace = (lp.top[0] == b and producers.get(b) is not None
+                                     and not producers[b].is_data and b not in consumed)
+                node = graph.call_module(name, tuple(nodes[b] for b in lp.bottom))
+                if len(lp.top) == 1:
+                    outs = [node]
+                else:
+                    outs = [graph.call_function(operator.getitem, (node, i)) for i in range(len(lp.top))]
+            for b in lp.bottom:
+                consumed.add(b)
+                if b in available:
+                    available.remove(b)
+            for t, node, shape in zip(lp.top, outs, layer.top_shapes):
+                nodes[t] = node
+                producers[t] = layer
+                consumed.discard(t)
+                self.blob_shapes[t] = tuple(shape)
+                if t in available:
+                    available.remove(t)
+                available.append(t)
+            self._note_loss_weights(cls, lp)
+
+        self.output_names = list(available)
+        graph.output({t: nodes[t] for t in nodes})
+        self.graph_module = fx.GraphModule(self.layers, graph, class_name="CaffeNet")
+        self._placeholders = [module_name(t) for t in self.input_names]
+
+    def _check_arity(self, cls, lp):
+        for what, have, (lo, hi) in (("bottom", len(lp.bottom), cls.bottoms), ("top", len(lp.top), cls.tops)):
+            if have < lo or (hi is not None and have > hi):
+                want = f"exactly {lo}" if lo == hi else (f"at least {lo}" if hi is None else f"{lo} to {hi}")
+                raise CaffeError(f"{self.source}: layer '{lp.name}' ({lp.type}) takes {want} {what}(s), has {have}")
+
+    def _share_params(self, layer, lp, shared):
+        for i, spec in enumerate(lp.param):
+            if not spec.name or i >= len(layer.blobs):
+                continue
+            if spec.name in shared:
+                owner, j = shared[spec.name]
+                if owner.blobs[j].shape != layer.blobs[i].shape:
+                    raise CaffeError(f"{self.source}: layer '{lp.name}': shared param '{spec.name}' has shape "
+                                     f"{tuple(layer.blobs[i].shape)}, owner '{owner.name}' has {tuple(owner.blobs[j].shape)}")
+                layer.blobs[i] = owner.blobs[j]
+            else:
+                shared[spec.name] = (layer, i)
+
+    def _note_loss_weights(self, cls, lp):
+        weights = list(lp.loss_weight)
+        if not weights and cls.is_loss:
+            weights = [1.0] + [0.0] * (len(lp.top) - 1)
+        if weights and len(weights) != len(lp.top):
+            raise CaffeError(f"{self.source}: layer '{lp.name}': {len(weights)} loss_weight values for {len(lp.top)} tops")
+        for t, w in zip(lp.top, weights):
+            if w:
+                self.loss_weights[t] = float(w)
+
+    # -- running -------------------------------------------------------------------------------
+
+    def forward(self, **inputs):
+        """Run the net. Inputs are tensors (or arrays) keyed by data top name; missing ones come
+        from the net's data layers. Returns the output blobs as a dict; all blobs stay in `net.blobs`.
+        """
+        feeds = self._gather_inputs(inputs)
+        self.reshape({n: tuple(t.shape) for n, t in zip(self.input_names, feeds)})
+        blobs = self.graph_module(*feeds)
+        for n, t in zip(self.input_names, feeds):
+            blobs.setdefault(n, t)
+        self.blobs = blobs
+        self.iteration += 1
+        return OrderedDict((t, blobs[t]) for t in self.output_names)
+
+    __call__ = nn.Module.__call__
+
+    def _gather_inputs(self, inputs):
+        unknown = set(inputs) - set(self.input_names)
+        if unknown:
+            raise CaffeError(f"{self.source}: no input blob named {sorted(unknown)}; inputs are {self.input_names}")
+        missing = [n for n in self.input_names if n not in inputs]
+        if missing:
+            inputs = dict(inputs)
+            for layer in self.data_layers:
+                tops = list(layer.param.top)
+                if any(t in missing for t in tops):
+                    if not hasattr(layer, "batch"):
+                        raise CaffeError(f"{self.source}: input '{tops[0]}' of layer '{layer.name}' "
+                                         f"({layer.type}) must be passed to forward()")
+                    for t, v in zip(tops, layer.batch(self.iteration)):
+                        inputs.setdefault(t, v)
+        device = self._device()
+        return [torch.as_tensor(inputs[n]).to(device) for n in self.input_names]
+
+    def _device(self):
+        for p in self.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    def reshape(self, input_shapes):
+        """Re-run shape inference for new input shapes (Caffe's Net::Reshape); cheap, and the
+        place where shapes that do not fit are reported by layer name."""
+        changed = any(self.blob_shapes.get(n) != tuple(s) for n, s in input_shapes.items())
+        if not changed:
+            return
+        shapes = dict(self.blob_shapes)
+        shapes.update({n: tuple(s) for n, s in input_shapes.items()})
+        for layer in self.layers.values():
+            if layer.is_data:
+                continue
+            lp = layer.param
+            tops = layer.reshape([shapes[b] for b in lp.bottom])
+            layer.bottom_shapes = [shapes[b] for b in lp.bottom]
+            layer.top_shapes = [tuple(int(d) for d in s) for s in tops]
+            for t, s in zip(lp.top, layer.top_shapes):
+                shapes[t] = s
+        self.blob_shapes = OrderedDict(shapes)
+
+    @property
+    def loss(self):
+        """loss_weight-weighted sum of the loss tops of the last forward pass."""
+        total = None
+        for blob, w in self.loss_weights.items():
+            term = w * self.blobs[blob].sum()
+            total = term if total is None else total + term
+        return total
+
+    def backward(self):
+        """Back-propagate the last forward pass's loss into the params' .grad (summed, as Caffe's diffs)."""
+        loss = self.loss
+        if loss is None:
+            raise CaffeError(f"{self.source}: the net has no loss (no layer with a loss_weight)")
+        loss.backward()
+        return loss
+
+    # -- pycaffe-style access ------------------------------------------------------------------
+
+    def layer(self, name):
+        try:
+            return self.layers[module_name(name)]
+        except KeyError:
+            raise CaffeError(f"{self.source}: no layer named '{name}'") from None
+
+    @property
+    def params(self):
+        """Layer name -> list of learnable blobs (nn.Parameter) in Caffe's order."""
+        return OrderedDict((n, list(l.blobs)) for n, l in zip(self.layer_names, self.layers.values()) if len(l.blobs))
+
+    def learnable(self):
+        """(layer, index, parameter, ParamSpec) for every learnable blob once, in net order."""
+        seen = set()
+        for layer in self.layers.values():
+            specs = list(layer.param.param)
+            for i, blob in enumerate(layer.blobs):
+                if id(blob) in seen:
+                    continue
+                seen.add(id(blob))
+                yield layer, i, blob, specs[i] if i < len(specs) else pb.ParamSpec()
+
+    def fill(self, seed=None):
+        """Initialise every learnable blob from its layer's fillers."""
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        for layer in self.layers.values():
+            layer.fill(gen)
+        return self
+
+    def copy_from(self, path, strict=True, layers=None):
+        """Copy weights by layer name from a .caffemodel or .h5 (see vgg_caffe.weights)."""
+        from . import weights
+        return weights.copy_into(self, path, strict=strict, layers=layers)
+
+    def save(self, path):
+        """Write the weights as a .caffemodel (or Caffe's HDF5 layout for .h5)."""
+        from . import weights
+        return weights.save_net(self, path)
+
+    def to_module(self, outputs=None):
+        """A plain GraphModule taking the inputs positionally and returning the named outputs
+        (one tensor, or a tuple) for torch.jit.script, torch.export and ONNX."""
+        outputs = list(outputs or self.output_names)
+        graph = fx.Graph()
+        env = {}
+        for old in self.graph_module.graph.nodes:
+            if old.op == "output":
+                values = old.args[0]
+                result = [env[values[o].name] for o in outputs]
+                graph.output(result[0] if len(result) == 1 else tuple(result))
+            else:
+                env[old.name] = graph.node_copy(old, lambda n: env[n.name])
+        module = fx.GraphModule(self.layers, graph, class_name="CaffeNetExport")
+        module.train(self.training)
+        return module
