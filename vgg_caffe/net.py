@@ -89,12 +89,16 @@ class Net(nn.Module):
 
     model: a prototxt or caffemodel path, prototxt text, or a NetParameter.
     weights: a .caffemodel / .h5 path (or a list) copied in by layer name.
-    input_shapes: {top: shape} overriding the shapes that data/Input layers declare.
+    input_shapes: {top: shape} overriding the shapes that data/Input layers declare. The net is
+        built at the declared shapes and then reshaped, so a shape that does not fit (fc6 of a
+        224 net fed 250x250) is a CaffeError naming the layer, as in Caffe.
+    source: the file name errors should give when `model` is a NetParameter.
     """
 
-    def __init__(self, model, phase=TEST, level=0, stages=(), weights=None, input_shapes=None):
+    def __init__(self, model, phase=TEST, level=0, stages=(), weights=None, input_shapes=None, source=None):
         super().__init__()
         self.net_param, self.source = load_net_param(model)
+        self.source = source or self.source  # the file to name in errors when given a NetParameter
         self.phase = phase_value(phase)
         self.phase_name = pb.Phase.Name(self.phase)
         self.level, self.stages = level, tuple(stages)
@@ -133,8 +137,16 @@ class Net(nn.Module):
                                      + (f"; blobs so far: {', '.join(nodes)}" if nodes else ""))
             bottom_shapes = [self.blob_shapes[b] for b in lp.bottom]
             layer = cls(lp, bottom_shapes, self.phase_name, self.source)
+            if type(layer) is not cls:  # a "Python" layer hands back its target class's instance
+                cls = type(layer)
+                self._check_arity(cls, lp)
             if cls.is_data:
-                shapes = [input_shapes.get(t, s) for t, s in zip(lp.top, layer.top_shapes)]
+                # As Caffe, the net is built at the shapes the prototxt declares (learnable blobs
+                # such as fc6's K come from them); input_shapes fills in shapes a data layer cannot
+                # know, and otherwise reshapes the built net below, where what does not fit is
+                # reported by layer name.
+                shapes = [input_shapes.get(t, s) if not s or 0 in s else s
+                          for t, s in zip(lp.top, layer.top_shapes)]
                 layer.top_shapes = [tuple(s) for s in shapes]
             name = module_name(lp.name)
             if name in self.layers:
@@ -160,8 +172,11 @@ class Net(nn.Module):
                     b = lp.bottom[0]
                     layer.inplace = (lp.top[0] == b and producers.get(b) is not None
                                      and not producers[b].is_data and b not in consumed)
-                node = graph.call_module(name, tuple(nodes[b] for b in lp.bottom))
-                if len(lp.top) == 1:
+                args = tuple(nodes[b] for b in lp.bottom)
+                # Layers taking any number of bottoms (Concat, Eltwise) take them as one list, and
+                # layers whose top count varies return a list, so that every layer scripts.
+                node = graph.call_module(name, (list(args),) if getattr(cls, "takes_list", False) else args)
+                if cls.tops == (1, 1):
                     outs = [node]
                 else:
                     outs = [graph.call_function(operator.getitem, (node, i)) for i in range(len(lp.top))]
@@ -180,9 +195,13 @@ class Net(nn.Module):
             self._note_loss_weights(cls, lp)
 
         self.output_names = list(available)
+        self.sample_window = None
         graph.output({t: nodes[t] for t in nodes})
         self.graph_module = fx.GraphModule(self.layers, graph, class_name="CaffeNet")
         self._placeholders = [module_name(t) for t in self.input_names]
+        wanted = {t: tuple(s) for t, s in input_shapes.items() if t in self.input_names}
+        if any(self.blob_shapes[t] != s for t, s in wanted.items()):
+            self.reshape(wanted)
 
     def _check_arity(self, cls, lp):
         for what, have, (lo, hi) in (("bottom", len(lp.bottom), cls.bottoms), ("top", len(lp.top), cls.tops)):
@@ -212,6 +231,15 @@ class Net(nn.Module):
         for t, w in zip(lp.top, weights):
             if w:
                 self.loss_weights[t] = float(w)
+
+    def set_sample_window(self, window):
+        """Key the net's randomness (dropout masks) by a vgg_caffe.rng.SampleWindow: this process's
+        rows [start, stop) of a global batch of `total` at `iteration`; None returns to torch's
+        global generator. Layers that draw random numbers get a reference to the window."""
+        self.sample_window = window
+        for layer in self.layers.values():
+            if hasattr(layer, "set_sample_window"):
+                layer.set_sample_window(window)
 
     # -- running -------------------------------------------------------------------------------
 

@@ -136,7 +136,8 @@ def pair(param, name, default=None, source_layer=None):
     if h_field in fields and (param.HasField(h_field) or param.HasField(w_field)):
         return int(getattr(param, h_field)), int(getattr(param, w_field))
     field = param.DESCRIPTOR.fields_by_name[name]
-    if field.label == field.LABEL_REPEATED:
+    repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+    if repeated:
         values = list(getattr(param, name))
         if not values:
             if default is None:

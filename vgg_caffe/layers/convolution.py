@@ -10,6 +10,7 @@ from .fillers import fill
 @register
 class Convolution(Layer):
     type = "Convolution"
+    __constants__ = ["bias_term", "group"]
 
     def setup(self):
         p = self.param.convolution_param
@@ -27,16 +28,26 @@ class Convolution(Layer):
         channels = self.bottom_shapes[0][1]
         if channels % self.group or p.num_output % self.group:
             raise self.error(f"channels ({channels}) and num_output ({p.num_output}) must divide by group ({self.group})")
-        self.add_blob((p.num_output, channels // self.group) + self.kernel)
+        self.add_blob(self._weight_shape(channels, p.num_output))
         self.bias_term = p.bias_term
         if p.bias_term:
             self.add_blob((p.num_output,))
+
+    def _weight_shape(self, channels, num_output):
+        return (num_output, channels // self.group) + self.kernel
+
+    def _channels_in(self):
+        return self.blobs[0].shape[1] * self.group
+
+    @staticmethod
+    def _out_size(size, k, s, pd, d):
+        return (size + 2 * pd - (d * (k - 1) + 1)) // s + 1
 
     def reshape(self, bottom_shapes):
         n, c, h, w = self._check_bottom(bottom_shapes[0])
         out = []
         for size, k, s, pd, d in zip((h, w), self.kernel, self.stride, self.pad, self.dilation):
-            o = (size + 2 * pd - (d * (k - 1) + 1)) // s + 1
+            o = self._out_size(size, k, s, pd, d)
             if o < 1:
                 raise self.error(f"input {h}x{w} is smaller than the kernel {self.kernel[0]}x{self.kernel[1]} (pad {self.pad})")
             out.append(o)
@@ -45,13 +56,15 @@ class Convolution(Layer):
     def _check_bottom(self, shape):
         if len(shape) != 4:
             raise self.error(f"expects a 4-d bottom (N, C, H, W), got shape {shape}")
-        if shape[1] != self.blobs[0].shape[1] * self.group:
-            raise self.error(f"expects {self.blobs[0].shape[1] * self.group} input channels, got {shape[1]}")
+        if shape[1] != self._channels_in():
+            raise self.error(f"expects {self._channels_in()} input channels, got {shape[1]}")
         return shape
 
     def forward(self, x):
-        return F.conv2d(x, self.blobs[0], self.blobs[1] if self.bias_term else None,
-                        self.stride, self.pad, self.dilation, self.group)
+        # bias_term is a TorchScript constant, so the branch without a bias blob is never compiled.
+        if self.bias_term:
+            return F.conv2d(x, self.blobs[0], self.blobs[1], self.stride, self.pad, self.dilation, self.group)
+        return F.conv2d(x, self.blobs[0], None, self.stride, self.pad, self.dilation, self.group)
 
     def fill(self, generator=None):
         p = self.param.convolution_param
@@ -60,7 +73,9 @@ class Convolution(Layer):
             fill(self.blobs[1], p.bias_filler if p.HasField("bias_filler") else None, generator, self.name)
 
     def multiply_adds(self):
-        return self.blobs[0].numel() * self.top_shapes[0][2] * self.top_shapes[0][3] * self.top_shapes[0][0]
+        # Every weight meets every output position once (for deconvolution: every input position).
+        n, _, h, w = self.top_shapes[0] if self.type == "Convolution" else self.bottom_shapes[0]
+        return self.blobs[0].numel() * h * w * n
 
     def receptive(self):
         return (self.dilation[0] * (self.kernel[0] - 1) + 1, self.stride[0], self.pad[0])

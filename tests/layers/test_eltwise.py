@@ -1,0 +1,38 @@
+"""Eltwise PROD, SUM with coeff, and MAX against numpy."""
+import numpy as np
+import pytest
+import torch
+
+from vgg_caffe.errors import CaffeError
+
+
+@pytest.mark.parametrize("params,fn", [
+    ("eltwise_param { operation: PROD }", lambda a, b, c: a * b * c),
+    ("", lambda a, b, c: a + b + c),
+    ("eltwise_param { operation: SUM coeff: 1 coeff: -2 coeff: 0.5 }", lambda a, b, c: a - 2 * b + 0.5 * c),
+    ("eltwise_param { operation: MAX }", lambda a, b, c: np.maximum(np.maximum(a, b), c)),
+])
+def test_eltwise(make_layer, params, fn):
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((2, 3, 4)) for _ in range(3)]
+    layer = make_layer(f'name: "e" type: "Eltwise" bottom: "a" bottom: "b" bottom: "c" {params}', [(2, 3, 4)] * 3)
+    np.testing.assert_allclose(layer([torch.from_numpy(x) for x in xs]).numpy(), fn(*xs), rtol=1e-12)
+
+
+def test_eltwise_errors(make_layer):
+    with pytest.raises(CaffeError, match="layer 'e'.*identical shapes"):
+        make_layer('name: "e" type: "Eltwise" bottom: "a" bottom: "b"', [(2, 3), (2, 4)])
+    with pytest.raises(CaffeError, match="one per bottom"):
+        make_layer('name: "e" type: "Eltwise" bottom: "a" bottom: "b" eltwise_param { coeff: 1 }', [(2, 3)] * 2)
+    with pytest.raises(CaffeError, match="only for operation SUM"):
+        make_layer('name: "e" type: "Eltwise" bottom: "a" bottom: "b" eltwise_param { operation: MAX coeff: 1 '
+                   'coeff: 1 }', [(2, 3)] * 2)
+
+
+@pytest.mark.parametrize("op", ["PROD", "SUM", "MAX"])
+def test_eltwise_gradcheck(make_layer, op):
+    layer = make_layer(f'name: "e" type: "Eltwise" bottom: "a" bottom: "b" eltwise_param {{ operation: {op} }}',
+                       [(3, 4)] * 2)
+    a = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: layer([a, b]), (a, b))

@@ -1,0 +1,133 @@
+"""Image bytes -> BGR uint8 arrays, decoded by content, and Caffe's resizes.
+
+Caffe decodes with OpenCV (cv::imdecode / cv::imread with IMREAD_COLOR, which yields BGR, or
+IMREAD_GRAYSCALE) and resizes with cv::resize's default bilinear interpolation. We do the same,
+with three additions that real ImageNet files need:
+  * the format comes from the bytes, never the file name (ImageNet has PNGs named .JPEG);
+  * a JPEG whose last scan has no end-of-image marker is reported as truncated instead of being
+    silently padded with grey (libjpeg only warns);
+  * CMYK/YCCK JPEGs (a few dozen in ILSVRC-2012) go through Pillow: OpenCV decodes Adobe CMYK
+    one level too bright on every channel, Pillow inverts it exactly. Pillow is also the fallback
+    for anything OpenCV cannot read.
+Arrays are always 3-D (H, W, C) with C = 3 (BGR) or 1 (grey).
+"""
+import io
+
+import cv2
+import numpy as np
+
+COLOR, GRAY, NATIVE = "color", "gray", "native"
+_CV_FLAGS = {COLOR: cv2.IMREAD_COLOR, GRAY: cv2.IMREAD_GRAYSCALE, NATIVE: cv2.IMREAD_ANYCOLOR}
+
+
+class DecodeError(Exception):
+    """The bytes are not an image we can decode; str(e) is the reason, for the skip report."""
+
+
+def sniff(data):
+    """The container format from the leading bytes ('jpeg', 'png', ... or 'unknown')."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:4] in (b"GIF8",):
+        return "gif"
+    if data[:2] == b"BM":
+        return "bmp"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return "unknown"
+
+
+def jpeg_components(data):
+    """Number of colour components in the JPEG's frame header (SOFn), or None if not found."""
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return data[i + 9] if i + 9 < n else None
+        if marker == 0xDA:
+            return None
+        i += 2 + length
+    return None
+
+
+def jpeg_truncated(data):
+    """True when the last scan (SOS) is not followed by an end-of-image marker."""
+    return data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
+
+
+def decode(data, mode=COLOR):
+    """Decode image bytes to an (H, W, C) uint8 array: BGR for COLOR, 1 channel for GRAY,
+    whichever the file has for NATIVE. Raises DecodeError with a reason."""
+    if not data:
+        raise DecodeError("empty file")
+    kind = sniff(data)
+    if kind == "jpeg":
+        if jpeg_truncated(data):
+            raise DecodeError("truncated JPEG (no end-of-image marker after the last scan)")
+        if jpeg_components(data) == 4:
+            return _decode_pillow(data, mode, "CMYK JPEG")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), _CV_FLAGS[mode])
+    if img is None or img.size == 0:
+        return _decode_pillow(data, mode, f"{kind} data OpenCV cannot decode")
+    return img if img.ndim == 3 else img[:, :, None]
+
+
+def _decode_pillow(data, mode, why):
+    try:
+        from PIL import Image
+    except ImportError:
+        raise DecodeError(f"{why}, and Pillow is not installed") from None
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            gray = mode == GRAY or (mode == NATIVE and im.mode in ("1", "L", "LA", "I", "I;16", "F"))
+            arr = np.asarray(im.convert("L" if gray else "RGB"))
+    except Exception as e:  # Pillow raises many types for bad data
+        raise DecodeError(f"cannot decode: {why}; Pillow: {e}") from None
+    return np.ascontiguousarray(arr[:, :, None] if gray else arr[:, :, ::-1])
+
+
+def encode(img, ext):
+    """Encode an (H, W, C) BGR/grey array as `ext` ('jpg', 'png', ...) with OpenCV's defaults
+    (JPEG quality 95, as Caffe's cv::imencode)."""
+    ok, buf = cv2.imencode("." + ext.lstrip("."), img)
+    if not ok:
+        raise DecodeError(f"cannot encode as {ext}")
+    return buf.tobytes()
+
+
+def _keep3(img, channels):
+    return img if img.ndim == 3 else img.reshape(img.shape[0], img.shape[1], channels)
+
+
+def resize(img, height, width):
+    """Caffe's anisotropic resize (ReadImageToCVMat with both sizes > 0): bilinear."""
+    if img.shape[0] == height and img.shape[1] == width:
+        return img
+    return _keep3(cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR), img.shape[2])
+
+
+def min_side_size(height, width, side):
+    """(h, w) after an isotropic rescale making the smaller side `side` (the other rounded)."""
+    if height <= width:
+        return side, max(1, int(round(width * side / height)))
+    return max(1, int(round(height * side / width))), side
+
+
+def rescale_min_side(img, side):
+    """The paper's isotropic rescale: the smallest side becomes `side`, aspect ratio kept."""
+    h, w = min_side_size(img.shape[0], img.shape[1], side)
+    return resize(img, h, w)

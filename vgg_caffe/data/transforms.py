@@ -1,0 +1,103 @@
+"""Per-image transforms: Caffe's DataTransformer and the VGG paper's augmentation.
+
+Everything here is a pure function of the image and of random draws made by `vgg_draws` /
+`caffe_draws` from vgg_caffe.rng keyed by (seed, iteration, sample index in the global batch), so a
+sample is the same whichever process, worker or batch slice computes it.
+
+Caffe's DataTransformer::Transform (data_transformer.cpp):
+  do_mirror = mirror && Rand(2)   (in TEST as well: Caffe does not look at the phase for mirror)
+  crop: TRAIN h_off = Rand(H - crop + 1), w_off = Rand(W - crop + 1); TEST centre, (H - crop) / 2
+  top[c, h, w'] = (x[c, h_off + h, w_off + w] - mean) * scale, w' = crop - 1 - w when mirrored,
+  mean = mean_file blob at the UNcropped position, or mean_value per channel (one value = all).
+
+The VGG paper (Sec. 3.1): isotropically rescale so the smallest side is S (fixed, or per image
+uniformly in [S_min, S_max] for scale jitter), take a random 224x224 crop, flip horizontally at
+random, and shift the colours as AlexNet does (PCA lighting: add sum_i alpha_i lambda_i p_i to
+every RGB pixel, alpha_i ~ N(0, sigma)); the mean pixel is subtracted. In TEST: S = S_min, centre
+crop, no flip, no colour shift.
+"""
+import numpy as np
+
+from .. import rng
+from . import image
+
+# ImageNet RGB covariance eigen-decomposition on 0..1 pixels (AlexNet; as used by fb.resnet.torch).
+# Columns of EIGVEC are the eigenvectors p_i, matching EIGVAL's order.
+EIGVAL = np.array([0.2175, 0.0188, 0.0045])
+EIGVEC = np.array([[-0.5675, 0.7192, 0.4009],
+                   [-0.5808, -0.0045, -0.8140],
+                   [-0.5836, -0.6948, 0.4203]])
+
+
+def crop_offset(size, crop, u, train):
+    """Caffe's crop offset along one axis: Rand(size - crop + 1) in TRAIN, centre in TEST."""
+    if not train:
+        return (size - crop) // 2
+    return min(int(u * (size - crop + 1)), size - crop)
+
+
+# -- VGG ---------------------------------------------------------------------------------------
+
+def vgg_draws(seed, iteration, j, train, scale, mirror, color_shift):
+    """The random choices for sample j of the global batch at `iteration` (a dict).
+
+    The same numbers are always drawn in the same order, used or not, so changing one option
+    does not reshuffle the others.
+    """
+    g = rng.numpy_rng(seed, "VGGData", iteration, j)
+    s = int(g.integers(scale[0], scale[1] + 1))
+    u = g.random(3)
+    alpha = g.standard_normal(3)
+    if not train:
+        return {"S": int(scale[0]), "uy": 0.0, "ux": 0.0, "flip": False, "alpha": np.zeros(3)}
+    return {"S": s, "uy": float(u[0]), "ux": float(u[1]), "flip": bool(mirror and u[2] < 0.5),
+            "alpha": alpha * color_shift}
+
+
+def color_shift_bgr(alpha):
+    """The PCA colour shift in 0..255 units, BGR order: 255 * sum_i alpha_i lambda_i p_i."""
+    rgb = 255.0 * EIGVEC @ (np.asarray(alpha, np.float64) * EIGVAL)
+    return rgb[::-1].copy()
+
+
+def vgg_sample(img, draws, crop, train):
+    """(uint8 crop (3, crop, crop), BGR colour shift (3,)) of an (H, W, C) uint8 image."""
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    img = image.rescale_min_side(img, draws["S"])
+    h, w = img.shape[:2]
+    y = crop_offset(h, crop, draws["uy"], train)
+    x = crop_offset(w, crop, draws["ux"], train)
+    out = img[y:y + crop, x:x + crop]
+    if draws["flip"]:
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out.transpose(2, 0, 1)), color_shift_bgr(draws["alpha"])
+
+
+# -- Caffe -------------------------------------------------------------------------------------
+
+def caffe_draws(seed, tag, iteration, j):
+    g = rng.numpy_rng(seed, tag, iteration, j)
+    return g.random(3)  # mirror coin, h offset, w offset
+
+
+def caffe_transform(img, draws, train, crop=0, mirror=False, mean=None, scale=1.0):
+    """Caffe's DataTransformer on an (H, W, C) array -> float32 (C, h, w).
+
+    `mean` is None, a (C,) array of mean values, or a (C, H, W) mean image.
+    """
+    x = np.asarray(img, np.float32).transpose(2, 0, 1)
+    c, h, w = x.shape
+    do_mirror = bool(mirror and draws[0] < 0.5)
+    if mean is not None:
+        mean = np.asarray(mean, np.float32)
+        x = x - (mean[:, None, None] if mean.ndim == 1 else mean)
+    if crop:
+        y0 = crop_offset(h, crop, draws[1], train)
+        x0 = crop_offset(w, crop, draws[2], train)
+        x = x[:, y0:y0 + crop, x0:x0 + crop]
+    if do_mirror:
+        x = x[:, :, ::-1]
+    if scale != 1:
+        x = x * np.float32(scale)
+    return np.ascontiguousarray(x, np.float32)
