@@ -66,7 +66,8 @@ def main(argv=None):
         scaling_efficiency_2_workers=split["images_per_s"] / (2 * single["images_per_s"]),
         speedup_2_workers_vs_1_worker_1_thread=split["images_per_s"] / single["images_per_s"],
         speedup_2_workers_vs_1_worker_all_threads=split["images_per_s"] / full["images_per_s"],
-        note="2 shared cores (other jobs running); synthetic inputs, no data loading",
+        load_average_1min_at_end=os.getloadavg()[0],
+        note="shared machine (other jobs running); synthetic inputs, no data loading",
         time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     atomic_write(args.out, json.dumps(result, indent=2) + "\n")
     print(f"scaling efficiency (2 workers vs 2 x 1 thread): {result['scaling_efficiency_2_workers']:.0%}; "

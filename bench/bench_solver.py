@@ -9,7 +9,9 @@ reference: the same net's torch graph, forward, loss.backward(), torch.optim.SGD
 weight decay, foreach) step. The solver runs Caffe's iteration (sample window, statistics and
 all-reduce hook, global gradient norm for the NaN/inf check, Caffe's update with lr_mult /
 decay_mult groups). Blocks of `iters` iterations alternate between the two, `rounds` times, after
-one warm-up block each; the medians of the per-iteration times are compared.
+one warm-up block each; the medians of the per-iteration times are compared. Then the updates
+alone (torch.optim.SGD.step vs the solver's norm + Caffe update) on the same random diffs,
+interleaved, as the part where the two actually differ.
 Target: solver / bare <= 1.05. Results: bench/results/solver.json.
 """
 import argparse
@@ -63,6 +65,7 @@ def main(argv=None):
     ap.add_argument("--iters", type=int, default=3, help="iterations per timed block")
     ap.add_argument("--rounds", type=int, default=3, help="alternating blocks per side")
     ap.add_argument("--threads", type=int, default=None, help="torch threads for both sides")
+    ap.add_argument("--update-reps", type=int, default=8, help="interleaved update-only timings per side")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", default=RESULTS)
     args = ap.parse_args(argv)
@@ -95,6 +98,7 @@ def main(argv=None):
             t = time.perf_counter()
             blobs = module(data_d, label_d)
             loss = blobs["loss"].sum()
+            del blobs                  # activations go before the next pass, as in the solver
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -123,6 +127,29 @@ def main(argv=None):
         (bare if first is bare_block else ours).extend(a)
         (ours if first is bare_block else bare).extend(b)
         print(f"round {r}: bare {statistics.median(bare):.4f}s  solver {statistics.median(ours):.4f}s", flush=True)
+    # The two loops differ only in the update (and the solver's bookkeeping), a small part of an
+    # iteration that the machine's noise can hide: time the updates alone too, interleaved, on
+    # the same random diffs (the solver's global-norm pass for the NaN/inf check included).
+    g = torch.Generator().manual_seed(1)
+    diffs = [(torch.randn(p.shape, generator=g) * 1e-3).to(device) for p in params]
+    upd_bare, upd_ours = [], []
+    for r in range(args.update_reps):
+        for side in ((0, 1) if r % 2 == 0 else (1, 0)):
+            for p, d in zip(params, diffs):
+                p.grad = d.clone()
+            sync(device)
+            t = time.perf_counter()
+            if side == 0:
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            else:
+                grads = solver._grads()
+                norm = solver._global_norm(grads, device).item()
+                solver._apply_update(0.001, grads, norm)
+            sync(device)
+            (upd_bare if side == 0 else upd_ours).append(time.perf_counter() - t)
+    print(f"update only: torch.optim.SGD {statistics.median(upd_bare):.4f}s  "
+          f"solver {statistics.median(upd_ours):.4f}s", flush=True)
     result = {
         "benchmark": "solver iteration vs bare torch loop (forward, backward, torch.optim.SGD step)",
         "net": f"VGG-{args.config} train net, {args.crop}x{args.crop}, batch {args.batch}",
@@ -133,6 +160,11 @@ def main(argv=None):
         "bare_times_s": bare, "solver_times_s": ours,
         "ratio_solver_over_bare": statistics.median(ours) / statistics.median(bare),
         "target": "<= 1.05",
+        "update_only_bare_median_s": statistics.median(upd_bare),
+        "update_only_solver_median_s": statistics.median(upd_ours),
+        "update_only_ratio": statistics.median(upd_ours) / statistics.median(upd_bare),
+        "update_only_reps": args.update_reps,
+        "update_share_of_iteration": statistics.median(upd_ours) / statistics.median(ours),
         "note": "one run, interleaved blocks, medians; the machine is shared, so absolute times are noisy",
     }
     print(json.dumps({k: v for k, v in result.items() if not k.endswith("times_s")}, indent=1))

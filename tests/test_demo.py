@@ -24,7 +24,7 @@ def test_quick_demo_produces_table_json_csv_and_plot(tmp_path):
     assert "ConvNet config." in run.stdout and "top-5 val. error (%)" in run.stdout
     for method in ("single", "dense", "multi-crop", "multi-crop+dense"):
         assert f"| {method} " in run.stdout
-    assert "32,40,48" in run.stdout
+    assert "64,96,128" in run.stdout and "[64;128]" in run.stdout
 
     results = json.loads((out / "results.json").read_text())
     rows = results["rows"]
@@ -44,7 +44,7 @@ def test_quick_demo_produces_table_json_csv_and_plot(tmp_path):
         d = pb.Datum.FromString(value)
         assert env.stat()["entries"] == n_val
     env.close()
-    assert d.channels == 3 and min(d.height, d.width) == 64 and not d.encoded
+    assert d.channels == 3 and min(d.height, d.width) == 128 and not d.encoded
     log = (out / "train.log").read_text()
     assert "Iteration 0, lr = 0.01" in log and "Test net output #1: accuracy" in log
     assert any(p.endswith(".caffemodel") for p in os.listdir(out / "snapshots"))

@@ -229,3 +229,20 @@ def write_caffemodel(path, net, v1=False):
     with open(path, "wb") as f:
         f.write(out.SerializeToString())
     return path
+
+
+def test_agrees_with_the_generators_dense_deploy():
+    """netgen writes deploy.prototxt and deploy_dense.prototxt independently: to_dense of the one
+    must give the other's layer types and blob shapes, and to_fc must come back."""
+    netgen = pytest.importorskip("vgg_caffe.netgen")
+    opts = netgen.Options(width_div=16, crop=64, num_classes=7)
+    fc, dense = netgen.deploy_net("A", opts), netgen.deploy_net("A", opts, dense=True)
+    mine, _ = to_dense(fc)
+    with torch.device("meta"):
+        a, b = Net(mine), Net(dense)
+    assert [(lp.name, lp.type) for lp in mine.layer] == [(lp.name, lp.type) for lp in dense.layer]
+    assert {n: [tuple(t.shape) for t in bs] for n, bs in a.params.items()} == \
+        {n: [tuple(t.shape) for t in bs] for n, bs in b.params.items()}
+    back, changes = to_fc(dense)
+    assert [c.name for c in changes] == ["fc6", "fc7", "fc8"]
+    assert [(lp.name, lp.type) for lp in back.layer] == [(lp.name, lp.type) for lp in fc.layer]

@@ -38,10 +38,13 @@ def softmax(s):
 
 
 def fc_posterior(model, crop_hwc):
-    """The FC net on one hand-made crop (BGR minus mean pixel), soft-maxed in numpy."""
-    x = torch.from_numpy((crop_hwc.astype(np.float32) - MEAN).transpose(2, 0, 1).copy())[None]
-    model.net(data=x)
-    return softmax(model.net.blobs["fc8"].detach().double().numpy()[0])
+    """The FC net on hand-made crops (BGR minus mean pixel), soft-maxed in numpy: one crop (H, W, 3)
+    or a list of them."""
+    many = isinstance(crop_hwc, list)
+    crops = np.stack(crop_hwc if many else [crop_hwc]).astype(np.float32) - MEAN
+    model.net(data=torch.from_numpy(crops.transpose(0, 3, 1, 2).copy()))
+    p = softmax(model.net.blobs["fc8"].detach().double().numpy())
+    return p if many else p[0]
 
 
 def test_topk_error_against_a_hand_count():
@@ -97,11 +100,12 @@ def test_multi_crop_uses_a_5x5_grid_and_flips(model):
     r = cv2.resize(img, (60, 40), interpolation=cv2.INTER_LINEAR)
     ys = [round(i * (40 - 32) / 4) for i in range(5)]
     xs = [round(i * (60 - 32) / 4) for i in range(5)]
-    posts = []
+    crops = []
     for y in ys:
         for x in xs:
             c = r[y:y + 32, x:x + 32]
-            posts += [fc_posterior(model, c), fc_posterior(model, c[:, ::-1])]
+            crops += [c, c[:, ::-1]]
+    posts = fc_posterior(model, crops)
     assert len(posts) == 50
     np.testing.assert_allclose(got, np.mean(posts, 0), atol=1e-6)
 
@@ -119,9 +123,9 @@ def test_multi_crop_on_a_grid_of_one_is_the_centre_crop(model):
 
 def test_multi_scale_averages_posteriors_and_multi_crop_dense_averages_both(model):
     img = photo("astronaut", 48, 64)
-    both = model.posteriors([img], ["dense", "multi-crop", "multi-crop+dense"], [32, 40])
+    both = model.posteriors([img], ["dense", "multi-crop", "multi-crop+dense"], [32, 40], grid=3)
     for p in ("dense", "multi-crop"):
-        per = [model.posteriors([img], [p], [q])[p] for q in (32, 40)]
+        per = [model.posteriors([img], [p], [q], grid=3)[p] for q in (32, 40)]
         np.testing.assert_allclose(both[p], np.mean(per, 0), atol=1e-7)
     np.testing.assert_allclose(both["multi-crop+dense"], (both["dense"] + both["multi-crop"]) / 2, atol=1e-12)
 
@@ -194,7 +198,7 @@ def test_command_line_on_lmdb_and_image_list_with_a_v1_deploy(model, tmp_path, c
         lines.append(f"im {i}.png {i % 5}")
     (tmp_path / "val.txt").write_text("\n".join(lines) + "\n")
     common = ["--model", str(proto), "--weights", weights, "--protocol", "dense,multi-crop",
-              "--train-scale", "32,48", "--multi-scale", "--quiet"]
+              "--train-scale", "32,48", "--multi-scale", "--grid", "2", "--quiet"]
     rows = ev.main(common + ["--data", str(tmp_path / "val_lmdb"), "--out", str(tmp_path / "res.json")])
     out = capsys.readouterr().out
     assert "top-5 val. error (%)" in out and "dense" in out and "32,40,48" in out
@@ -207,6 +211,7 @@ def test_command_line_on_lmdb_and_image_list_with_a_v1_deploy(model, tmp_path, c
     rows2 = ev.main(common + ["--data", str(tmp_path / "imgs"), str(tmp_path / "val.txt")])
     assert [(r["top1_error"], r["top5_error"]) for r in rows] == [(r["top1_error"], r["top5_error"]) for r in rows2]
     posts = model.posteriors(imgs, ["dense"], [32, 40, 48])["dense"]
+    assert rows[1]["method"] == "multi-crop"
     top1, top5 = ev.error_rates(posts, [i % 5 for i in range(5)])
     assert rows[0]["top1_error"] == pytest.approx(top1, abs=1e-3)
     assert rows[0]["train_scale"] == "[32;48]" and rows[0]["images"] == 5

@@ -210,3 +210,26 @@ def test_fc6_shape_mismatch_at_build_and_forward(tmp_path):
         net(data=torch.zeros(1, 3, 250, 250))
     with pytest.raises(CaffeError, match=r"vgg_tiny.prototxt: layer 'fc6'"):
         net.reshape({"data": (1, 3, 250, 250)})
+
+
+def test_channels_last_option_same_values():
+    net = Net(SMALL, "TEST").fill(5)
+    x, label = _inputs(5)
+    want = net(data=x, label=label)["prob"]
+    net.channels_last = True
+    got = net(data=x, label=label)["prob"]
+    assert net.blobs["conv1"].is_contiguous(memory_format=torch.channels_last)
+    assert net.blobs["conv1"].shape == (4, 5, 9, 11)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_forward_backward_matches_cpu():
+    cpu = Net(SMALL, "TRAIN").fill(6).eval()
+    gpu = Net(SMALL, "TRAIN").fill(6).eval().to("cuda")
+    x, label = _inputs(6)
+    cpu(data=x, label=label)
+    gpu(data=x, label=label)
+    torch.testing.assert_close(gpu.backward().cpu(), cpu.backward(), rtol=1e-4, atol=1e-5)
+    for a, b in zip(gpu.parameters(), cpu.parameters()):
+        torch.testing.assert_close(a.grad.cpu(), b.grad, rtol=1e-3, atol=1e-5)

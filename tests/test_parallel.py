@@ -195,3 +195,22 @@ def _failing_worker(args, rank, world_size, allreduce, device, seed, batch_scale
     if rank == 1:
         raise CaffeError("bad input on rank 1")
     allreduce([torch.ones(3)])
+
+
+# -- the GPU scaling benchmark runs end to end on CPU ------------------------------------------
+
+def test_gpu_scaling_benchmark_dry_run(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.syspath_prepend(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from bench import gpu_scaling
+
+    out = tmp_path / "gpu_scaling.json"
+    assert gpu_scaling.main(["--dry-run", "--iters", "2", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    rows = {r["workers"]: r for r in result["rows"]}
+    assert sorted(rows) == [1, 2] and result["dry_run"]
+    assert rows[2]["per_worker_batch"] * 2 == rows[2]["global_batch"] == rows[1]["global_batch"]
+    for r in rows.values():
+        assert r["images_per_s"] > 0
+        assert abs(r["scaling_efficiency"] - r["images_per_s"] / (r["workers"] * rows[1]["images_per_s"])) < 1e-9

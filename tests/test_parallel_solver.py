@@ -9,6 +9,7 @@ The reference is the single-process run of the same solver, which tests/test_sol
 checks against Caffe's update formula written out by hand.
 """
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -31,26 +32,30 @@ from vgg_caffe.training_log import TrainingLog
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 MAX_ITER, STEPSIZE, SNAP = 20, 10, 10
+TEST_BATCH = 5   # odd: two workers test on 2 and 3 images and weigh their outputs
 
 
 def _photo_lmdb(path):
     """16 raw Datums: the four photos (BGR, smallest side 48) four times each, labels 0..3."""
-    writer = Writer(path, commit_every=100)
-    for i in range(16):
-        name = PHOTOS[i % 4]
+    photos = []
+    for name in PHOTOS:
         rgb = getattr(skimage.data, name)()[..., :3]
         h, w = rgb.shape[:2]
         s = 48 / min(h, w)
-        bgr = cv2.resize(np.ascontiguousarray(rgb[..., ::-1]), (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-        writer.put(f"{i:08d}_{name}.png", datum_io.from_image(bgr, i % 4).SerializeToString())
+        photos.append(cv2.resize(np.ascontiguousarray(rgb[..., ::-1]), (round(w * s), round(h * s)),
+                                 interpolation=cv2.INTER_AREA))
+    writer = Writer(path, commit_every=100)
+    for i in range(16):
+        writer.put(f"{i:08d}_{PHOTOS[i % 4]}.png", datum_io.from_image(photos[i % 4], i % 4).SerializeToString())
     writer.close()
 
 
-def _solver_file(directory, net_path, prefix, batch_note="", max_iter=MAX_ITER):
+def _solver_file(directory, net_path, prefix, max_iter=MAX_ITER, snapshot=SNAP):
     s = pb.SolverParameter(net=net_path, base_lr=0.02, lr_policy="step", gamma=0.1, stepsize=STEPSIZE,
-                           momentum=0.9, weight_decay=5e-4, max_iter=max_iter, display=5, snapshot=SNAP,
-                           snapshot_prefix=prefix, random_seed=7, solver_mode=pb.SolverParameter.CPU)
-    path = os.path.join(directory, f"solver{batch_note}.prototxt")
+                           momentum=0.9, weight_decay=5e-4, max_iter=max_iter, display=5, snapshot=snapshot,
+                           snapshot_prefix=prefix, random_seed=7, solver_mode=pb.SolverParameter.CPU,
+                           test_iter=[2], test_interval=SNAP)
+    path = os.path.join(directory, "solver.prototxt")
     with open(path, "w") as f:
         f.write(format_text(s))
     return path
@@ -64,8 +69,8 @@ def setup(tmp_path_factory):
     nets = {}
     for batch in (8, 4):
         out = d / f"b{batch}"
-        paths = netgen.write_all(out, "A", width_div=16, crop=32, num_classes=4, train_source=lmdb,
-                                 test_source=lmdb, batch_size=batch, test_batch_size=4, scale=(32, 48), filler="xavier")
+        paths = netgen.write_all(out, "A", width_div=16, crop=32, num_classes=5, train_source=lmdb,
+                                 test_source=lmdb, batch_size=batch, test_batch_size=TEST_BATCH, scale=(32, 48), filler="xavier")
         nets[batch] = paths["train_val_S256"]
     return d, nets
 
@@ -75,7 +80,7 @@ def _run(d, nets, name, batch=8, extra=(), cli=False):
     out = d / name
     out.mkdir()
     solver = _solver_file(out, nets[batch], str(out / "snap"))
-    argv = [solver, "--no-progress", *extra]
+    argv = [solver, "--no-progress", "--log", str(out / "log.txt"), *extra]
     stderr = None
     if cli:
         env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -86,6 +91,20 @@ def _run(d, nets, name, batch=8, extra=(), cli=False):
     else:
         assert solve.main(argv) == 0
     return out, stderr
+
+
+def _test_outputs(log_path):
+    """[(iteration, output name, value)] of the 'Test net output' lines of a log."""
+    found, iteration = [], None
+    with open(log_path) as f:
+        for line in f:
+            m = re.search(r"Iteration (\d+), Testing net", line)
+            if m:
+                iteration = int(m.group(1))
+            m = re.search(r"Test net output #\d+: (\S+) = ([-+.\deE]+|nan|inf)", line)
+            if m:
+                found.append((iteration, m.group(1), float(m.group(2))))
+    return found
 
 
 def _weights(path):
@@ -134,8 +153,13 @@ def test_two_gloo_workers_train_like_one_process(single, two_workers):
     assert log.count(f"Iteration {MAX_ITER}, loss = ") == 1
     assert log.count("Snapshotting to binary proto file") == MAX_ITER // SNAP
     assert log.count("Optimization Done.") == 1
-    assert sorted(os.listdir(out)) == sorted(["solver.prototxt"] + [f"snap_iter_{i}.{ext}" for i in (SNAP, MAX_ITER)
-                                                                     for ext in ("caffemodel", "solverstate")])
+    assert sorted(os.listdir(out)) == sorted(["solver.prototxt", "log.txt"] + [
+        f"snap_iter_{i}.{ext}" for i in (SNAP, MAX_ITER) for ext in ("caffemodel", "solverstate")])
+    # Test passes split 5 images as 2 + 3 and weigh the outputs: the same numbers as one process.
+    one, two = _test_outputs(ref / "log.txt"), _test_outputs(out / "log.txt")
+    assert [t[:2] for t in one] == [t[:2] for t in two]
+    assert {t[0] for t in one} == {0, SNAP, MAX_ITER} and {t[1] for t in one} >= {"accuracy", "loss"}
+    np.testing.assert_allclose([t[2] for t in two], [t[2] for t in one], rtol=1e-4, atol=1e-5)
 
 
 def test_caffe_multi_gpu_semantics_equal_one_process_on_the_larger_batch(setup, single):
@@ -182,7 +206,7 @@ def test_ctrl_c_on_the_launcher_snapshots_and_stops_every_worker(setup, tmp_path
     """SIGINT to the launcher reaches each worker once (they run in their own process group);
     the job agrees on the request, rank 0 snapshots, and everything exits cleanly."""
     d, nets = setup
-    solver = _solver_file(tmp_path, nets[8], str(tmp_path / "snap"), max_iter=100000)
+    solver = _solver_file(tmp_path, nets[8], str(tmp_path / "snap"), max_iter=100000, snapshot=0)
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen([sys.executable, "-m", "vgg_caffe.solve", solver, "--no-progress", "--cpu-workers", "2"],
                             cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
@@ -191,7 +215,7 @@ def test_ctrl_c_on_the_launcher_snapshots_and_stops_every_worker(setup, tmp_path
     def read():
         for line in proc.stderr:
             lines.append(line)
-            if "Iteration 5, loss" in line:
+            if "] Iteration 5 " in line:
                 started.set()
 
     reader = threading.Thread(target=read, daemon=True)

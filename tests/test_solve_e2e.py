@@ -64,6 +64,7 @@ def run_tool(*args):
                           env=dict(os.environ, PYTHONPATH=ROOT))
 
 
+@pytest.mark.slow
 def test_small_vgg_learns_photos(tmp_path):
     train_db = make_db(tmp_path, "train", 40, seed=1)
     test_db = make_db(tmp_path, "test", 16, seed=2)   # 80 records: test_iter 5 x 16

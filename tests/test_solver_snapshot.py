@@ -219,19 +219,27 @@ def test_sighup_snapshots_and_sigint_stops(tmp_path):
     assert (tmp_path / f"run_iter_{it}.caffemodel").exists()
 
 
-def test_cli_resume_and_errors(tmp_path):
+def test_cli_resume_and_errors(tmp_path, monkeypatch, capsys):
+    """solve.main in this process (the subprocess path is covered by the signal test)."""
+    from vgg_caffe import solve
+    from vgg_caffe.errors import run_cli
+
     solver = write_hdf5_run(tmp_path, max_iter=6, snapshot=3, display=3)
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    run = subprocess.run([sys.executable, "-m", "vgg_caffe.solve", str(solver)], cwd=str(tmp_path),
-                         capture_output=True, text=True, env=env, timeout=120)
-    assert run.returncode == 0, run.stderr
+    monkeypatch.chdir(tmp_path)
+    assert solve.main([str(solver), "--no-progress"]) == 0
     assert snapshots(tmp_path) == ["run_iter_3.solverstate", "run_iter_6.solverstate"]
-    resumed = subprocess.run([sys.executable, "-m", "vgg_caffe.solve", str(solver), "--snapshot",
-                              str(tmp_path / "run_iter_3.solverstate")], cwd=str(tmp_path),
-                             capture_output=True, text=True, env=env, timeout=120)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "Restoring previous solver status from" in resumed.stderr
-    both = subprocess.run([sys.executable, "-m", "vgg_caffe.solve", str(solver), "--snapshot", "x.solverstate",
-                           "--weights", "y.caffemodel"], cwd=str(tmp_path), capture_output=True, text=True,
-                          env=env, timeout=120)
-    assert both.returncode == 1 and "not both" in both.stderr and "Traceback" not in both.stderr
+    final = read_message(str(tmp_path / "run_iter_6.caffemodel"), pb.NetParameter)
+    (tmp_path / "run_iter_6.caffemodel").rename(tmp_path / "first_run_6.caffemodel")
+    capsys.readouterr()
+    assert solve.main([str(solver), "--snapshot", str(tmp_path / "run_iter_3.solverstate"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "Restoring previous solver status from" in err and "Iteration 0 " not in err
+    resumed = read_message(str(tmp_path / "run_iter_6.caffemodel"), pb.NetParameter)
+    for a, b in zip(final.layer, resumed.layer):
+        for x, y in zip(a.blobs, b.blobs):
+            assert list(x.data) == list(y.data)     # 3 + resume 3 == 6 in one go, bitwise
+    with pytest.raises(SystemExit) as code:
+        run_cli(lambda: solve.main([str(solver), "--snapshot", "x.solverstate", "--weights", "y.caffemodel"]))
+    assert code.value.code == 1
+    err = capsys.readouterr().err
+    assert "not both" in err and "Traceback" not in err

@@ -441,6 +441,14 @@ def test_data_count_disagreeing_with_shape_is_reported(tmp_path):
     target = Net(tiny_prototxt(), phase="TEST")
     with pytest.raises(CaffeError, match=r"'conv1' blob 1: the file holds 3 values"):
         target.copy_from(path, strict=False)
+    with pytest.raises(CaffeError, match=r"'conv1' blob 1: shape \(4,\) needs 4 values, the file holds 3"):
+        weights.read_weights(path)
+
+
+def test_v0_layers_are_refused_by_name(tmp_path):
+    v0 = _len_field(2, _len_field(1, _len_field(1, b"conv1")))     # layers { layer { name: "conv1" } }
+    with pytest.raises(CaffeError, match="V0 format"):
+        weights.read_weights(save(tmp_path, v0))
 
 
 # -- VGG-16 layout -----------------------------------------------------------------------------
@@ -477,3 +485,17 @@ def test_vgg16_v1_file_with_legacy_dims_loads_into_generated_net(tmp_path):
             np.testing.assert_array_equal(param.detach().numpy(), want)
     read = weights.read_weights(path)
     assert read["fc6"][1][0].shape == expected["fc6"][0].shape and read["fc8"][1][1].ndim == 1
+
+
+def test_copy_into_a_double_net_takes_the_conversion_path(tmp_path):
+    """Parameters that cannot be filled straight from the file (float64 here; GPU tensors alike)
+    get the values through a host array."""
+    w, b = randn(4, 3, 3, 3), randn(4)
+    path = str(tmp_path / "f.caffemodel")
+    weights.write_weights(path, {"conv1": ("Convolution", [w, b]),
+                                 "conv2": ("Convolution", [randn(2, 4, 1, 1), randn(2)])})
+    net = Net(tiny_prototxt(), phase="TEST").double()
+    net.copy_from(path)
+    assert net.params["conv1"][0].dtype == torch.float64
+    np.testing.assert_array_equal(net.params["conv1"][0].detach().numpy(), w.astype(np.float64))
+    np.testing.assert_array_equal(net.params["conv1"][1].detach().numpy(), b.astype(np.float64))

@@ -1,22 +1,25 @@
 """The whole job on embedded data, in a few minutes on a laptop CPU (what `make demo` runs).
 
-    python -m vgg_caffe.demo [--out demo_out] [--quick] [--config A] [--width-div 8]
+    python -m vgg_caffe.demo [--out demo_out] [--quick] [--config A] [--width-div 16] [--crop 64]
 
 1. Data: real photos that scikit-image ships (astronaut, chelsea, coffee, ...) are the classes.
    Each record is a random box of its photo (random position, size and aspect ratio), rescaled so
-   its smallest side is 64; training and validation boxes are drawn with different seeds. They go
-   through the project's convert_imageset (--shuffle) into two LMDBs of raw Datums.
+   its smallest side is 2 x crop; training and validation boxes are drawn with different seeds.
+   They go through the project's convert_imageset (--shuffle) into two LMDBs of raw Datums.
 2. Net: vgg_caffe.netgen writes configuration A (or any other) with every width divided
-   (--width-div) and a 32x32 crop; the training scale S is jittered in [32, 48] (the paper's
-   multi-scale training, shrunk with the crop), Glorot initialisation.
+   (--width-div 16) and a 64x64 crop, so the last feature map is 2x2 and the dense fc6 a 2x2
+   convolution; S is jittered in [64, 128] (the paper's multi-scale training [256, 512], scaled
+   to the crop: S_min = crop), Glorot initialisation.
 3. Training: the solver (python -m vgg_caffe.solve) with Caffe's SGD, the VGG data layer's
    isotropic rescale, random crop, flip and colour shift; the log in Caffe's format.
-4. Evaluation: vgg_caffe.evaluate on the validation LMDB: single centre crop at Q = 40, dense and
-   multi-crop at Q in {32, 40, 48} and their combination; the error table is printed and saved.
+4. Evaluation: vgg_caffe.evaluate on the validation LMDB: single centre crop and dense at
+   Q = 96, then dense, multi-crop and both at Q in {64, 96, 128} (the paper's {S_min,
+   (S_min+S_max)/2, S_max}; multiples of 32, so no pooling window is clipped, as with the paper's
+   256, 384, 512); the error table is printed and saved.
 5. Plot: tools/plot_training_log.py draws loss, accuracy and learning rate.
 
 Everything lands in --out: images/, train_lmdb/, val_lmdb/, nets/, snapshots/, train.log,
-training.png, results.json/.csv. The figures are not the paper's (6 photos, not ImageNet).
+training.png, results.json/.csv. The figures are not the paper's (8 photos, not ImageNet).
 """
 import argparse
 import glob
@@ -32,10 +35,8 @@ import numpy as np
 
 from .errors import CaffeError, run_cli
 
-PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry")
-STORED_SIDE = 64          # records are stored with this smallest side (room for Q up to 64)
-CROP = 32
-TRAIN_SCALE = (32, 48)    # S jittered in [S_min, S_max], as the paper's multi-scale training
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
+          "camera", "coins")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -49,9 +50,9 @@ def photo(name):
     return np.ascontiguousarray(img[:, :, 2::-1])
 
 
-def random_views(img, count, rng):
+def random_views(img, count, rng, stored_side):
     """`count` random boxes of `img` (40-90% of its smallest side, aspect 3:4 to 4:3, anywhere),
-    each rescaled so its smallest side is STORED_SIDE."""
+    each rescaled so its smallest side is `stored_side`."""
     h, w = img.shape[:2]
     out = []
     for _ in range(count):
@@ -60,20 +61,20 @@ def random_views(img, count, rng):
         bh, bw = int(min(h, side / np.sqrt(aspect))), int(min(w, side * np.sqrt(aspect)))
         y, x = rng.integers(0, h - bh + 1), rng.integers(0, w - bw + 1)
         box = img[y:y + bh, x:x + bw]
-        s = STORED_SIDE / min(bh, bw)
-        out.append(cv2.resize(box, (max(STORED_SIDE, round(bw * s)), max(STORED_SIDE, round(bh * s))),
+        s = stored_side / min(bh, bw)
+        out.append(cv2.resize(box, (max(stored_side, round(bw * s)), max(stored_side, round(bh * s))),
                               interpolation=cv2.INTER_AREA))
     return out
 
 
-def make_dataset(out, per_class, seed, split):
+def make_dataset(out, per_class, seed, split, stored_side):
     """Write the views as PNGs plus a convert_imageset list file; returns the list's path."""
     rng = np.random.default_rng(seed)
     folder = os.path.join(out, "images", split)
     lines = []
     for label, name in enumerate(PHOTOS):
         os.makedirs(os.path.join(folder, name), exist_ok=True)
-        for i, view in enumerate(random_views(photo(name), per_class, rng)):
+        for i, view in enumerate(random_views(photo(name), per_class, rng, stored_side)):
             rel = f"{name}/{split}_{i:04d}.png"
             cv2.imwrite(os.path.join(folder, rel), view)
             lines.append(f"{rel} {label}")
@@ -100,8 +101,11 @@ def final_weights(prefix):
     return max(found, key=lambda p: int(re.search(r"_iter_(\d+)\.caffemodel$", p).group(1)))
 
 
+_START = time.time()
+
+
 def step(message):
-    print(f"== {message}", file=sys.stderr, flush=True)
+    print(f"== [{time.time() - _START:5.1f} s] {message}", file=sys.stderr, flush=True)
 
 
 def main(argv=None):
@@ -109,35 +113,43 @@ def main(argv=None):
     ap.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
     ap.add_argument("--quick", action="store_true", help="a reduced run (for tests): fewer records and iterations")
     ap.add_argument("--config", default="A", help="VGG configuration of Table 1 (default A)")
-    ap.add_argument("--width-div", type=int, default=8, help="divide every layer width by this (default 8)")
+    ap.add_argument("--width-div", type=int, default=16, help="divide every layer width by this (default 16)")
+    ap.add_argument("--crop", type=int, default=64, help="crop size (default 64); S is jittered in [crop, 2 crop]")
     ap.add_argument("--iters", type=int, help="training iterations (default 400; 30 with --quick)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1: the nets are tiny, and on a busy machine more threads "
+                         "spin and cost several times the CPU time)")
     args = ap.parse_args(argv)
     import torch
 
     from . import netgen, solve
     from . import evaluate as ev
 
-    start = time.time()
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    global _START
+    _START = time.time()
+    torch.set_num_threads(args.threads)
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
-    train_n, val_n = (12, 4) if args.quick else (80, 20)
-    iters = args.iters or (30 if args.quick else 400)
+    train_n, val_n = (8, 3) if args.quick else (80, 20)
+    iters = args.iters or (20 if args.quick else 400)
 
     step(f"data: {len(PHOTOS)} scikit-image photos as classes, {train_n}/{val_n} random views each (train/val)")
-    train_db = build_lmdb(*make_dataset(out, train_n, 1, "train"), os.path.join(out, "train_lmdb"))
-    val_db = build_lmdb(*make_dataset(out, val_n, 2, "val"), os.path.join(out, "val_lmdb"))
+    crop = args.crop
+    train_scale = (crop, 2 * crop)   # S jittered in [S_min, S_max], as the paper's multi-scale training
+    stored = 2 * crop                # records keep room for the largest Q
+    train_db = build_lmdb(*make_dataset(out, train_n, 1, "train", stored), os.path.join(out, "train_lmdb"))
+    val_db = build_lmdb(*make_dataset(out, val_n, 2, "val", stored), os.path.join(out, "val_lmdb"))
 
-    step(f"net: configuration {args.config}, widths / {args.width_div}, crop {CROP}, S in {list(TRAIN_SCALE)}")
-    test_batch = 20 if not args.quick else 8
+    step(f"net: configuration {args.config}, widths / {args.width_div}, crop {crop}, S in {list(train_scale)}")
+    test_batch = 20 if not args.quick else 12
     val_count = val_n * len(PHOTOS)
     for path in glob.glob(os.path.join(out, "snapshots", "*")):
         os.remove(path)   # a previous run's snapshots must not be mistaken for this one's
     paths = netgen.write_all(
-        os.path.join(out, "nets"), args.config, width_div=args.width_div, crop=CROP, num_classes=len(PHOTOS),
+        os.path.join(out, "nets"), args.config, width_div=args.width_div, crop=crop, num_classes=len(PHOTOS),
         train_source=train_db, test_source=val_db, batch_size=32, test_batch_size=test_batch,
-        scale=TRAIN_SCALE, filler="xavier", snapshot_dir=os.path.join(out, "snapshots"), solver_mode="CPU",
+        scale=train_scale, filler="xavier", snapshot_dir=os.path.join(out, "snapshots"), solver_mode="CPU",
         max_iter=iters, test_iter=val_count // test_batch, test_interval=max(10, iters // 4),
         display=10, snapshot=0, base_lr=0.01, plateau_patience=2,
         extra_solver={"test_initialization": False})
@@ -151,17 +163,17 @@ def main(argv=None):
 
     step("evaluation on the validation LMDB (the paper's protocols, Sect. 3.2)")
     model = ev.Model(paths["deploy"], weights, args.device, batch_size=100, name=args.config)
-    multi = ev.test_scales(TRAIN_SCALE, True, CROP)
+    multi = ev.test_scales(train_scale, True, crop)
     rows = []
-    for protocols, scales in ((["single", "dense"], [ev.test_scales(TRAIN_SCALE, False, CROP)[0]]),
+    for protocols, scales in ((["single", "dense"], [ev.test_scales(train_scale, False, crop)[0]]),
                               (["dense", "multi-crop", "multi-crop+dense"], multi)):
         count, images = ev.open_data([val_db])
-        found, _, _ = ev.evaluate([(model, TRAIN_SCALE)], images, count, protocols, [scales], progress=False)
+        found, _, _ = ev.evaluate([(model, train_scale)], images, count, protocols, [scales], progress=False)
         rows += found
     print(ev.format_table(rows))
     ev.write_results(os.path.join(out, "results.json"), rows,
                      dict(models=[dict(model=paths["deploy"], weights=weights)], data=[val_db],
-                          note="6 scikit-image photos as classes; not ImageNet"))
+                          note=f"{len(PHOTOS)} scikit-image photos as classes; not ImageNet"))
 
     step("plot: training.png")
     png = os.path.join(out, "training.png")
@@ -170,7 +182,7 @@ def main(argv=None):
         subprocess.run([sys.executable, plot, log, png], check=True)
     else:
         print(f"(no {plot}: plot skipped)", file=sys.stderr)
-    step(f"done in {time.time() - start:.0f} s; everything is in {out}")
+    step(f"done; everything is in {out}")
     return rows
 
 

@@ -126,8 +126,8 @@ def to_fc(net_param, layers=None, input_shapes=None, source="<net>"):
         p = lp.convolution_param
         bottom = shapes[lp.name][0]
         kh, kw = _kernel(p)
-        covers = (len(bottom) == 4 and (kh, kw) == tuple(bottom[2:]) and not list(p.pad) and not p.pad_h
-                  and not p.pad_w and p.group == 1 and all(d == 1 for d in p.dilation))
+        covers = (len(bottom) == 4 and (kh, kw) == tuple(bottom[2:]) and all(v == 0 for v in p.pad)
+                  and not p.pad_h and not p.pad_w and p.group == 1 and all(d == 1 for d in p.dilation))
         if not covers:
             if chosen is not None:
                 raise CaffeError(f"{source}: layer '{lp.name}': a {kh}x{kw} convolution (pad {list(p.pad)}, "

@@ -452,6 +452,7 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=50, help="crops per forward pass (default 50)")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out", help="results.json (a .csv with the same rows is written beside it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -481,6 +482,8 @@ def main(argv=None):
     if train and len(train) != n:
         raise CaffeError(f"{len(train)} --train-scale for {n} models; give one, or one per model")
     protocols = [s.strip() for s in args.protocol.split(",") if s.strip()]
+    if args.threads:
+        torch.set_num_threads(args.threads)
     mean = mean_from_file(args.mean_file) if args.mean_file else tuple(args.mean_value)
     models = []
     for i in range(n):

@@ -23,6 +23,8 @@ def atomic_open(path, mode="wb"):
             yield f
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp creates 0600; give the file the permissions an ordinary open() would.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as e:
         _remove_quietly(tmp)
@@ -37,6 +39,12 @@ def atomic_write(path, data):
     mode = "w" if isinstance(data, str) else "wb"
     with atomic_open(path, mode) as f:
         f.write(data)
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _remove_quietly(path):

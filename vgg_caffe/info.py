@@ -135,8 +135,8 @@ def summarize(model, phase="TEST", input_shapes=None):
             field = (size + (k - 1) * jump, jump * s)
         for t in lp.top:
             rf[t] = field
-        rows.append(Row(name, net.stand_ins.get(name, lp.type), list(zip(lp.top, layer.top_shapes)), int(layer.param_count()),
-                        int(layer.multiply_adds()), field))
+        rows.append(Row(name, net.stand_ins.get(name, lp.type), list(zip(lp.top, layer.top_shapes)),
+                        int(layer.param_count()), int(layer.multiply_adds()), field))
     totals = {"params": sum(int(p.numel()) for _, _, p, _ in net.learnable()),
               "macs": sum(r.macs for r in rows), "outputs": list(net.output_names),
               "name": net.net_param.name, "phase": net.phase_name}

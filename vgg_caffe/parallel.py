@@ -30,7 +30,6 @@ The solver side of the contract (vgg_caffe.solve / vgg_caffe.solver):
   --caffe-multi-gpu, else 1). The Solver computes the slice with sample_slice, calls
   allreduce(list of grad tensors) before the update, and only rank 0 logs and snapshots.
 """
-import argparse
 import dataclasses
 import datetime
 import json
@@ -48,12 +47,13 @@ import torch.distributed as dist
 
 from .errors import CaffeError
 
-DEFAULT_WORKER_TIMEOUT = 600.0  # seconds; a VGG-16 iteration on one GPU is well under one
+DEFAULT_WORKER_TIMEOUT = 600.0  # seconds; long enough for rank 0 to write a VGG-16 snapshot
 DEFAULT_BUCKET_BYTES = 64 << 20  # all-reduce buffers of ~64 MB: few calls, bounded extra memory
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 # Test hooks (read in the worker): make rank VGG_CAFFE_TEST_RANK (default 1) exit with status 3,
-# or sleep forever, just before the all-reduce of its Nth update (0-based) in this run.
+# or sleep forever, just before its Nth all-reduce (0-based) in this run: the solver makes one per
+# iteration (gradients and statistics together), plus one per test pass.
 DIE_ENV, HANG_ENV, RANK_ENV = "VGG_CAFFE_TEST_DIE_AT_ITER", "VGG_CAFFE_TEST_HANG_AT_ITER", "VGG_CAFFE_TEST_RANK"
 _DIE_STATUS = 3
 
@@ -65,7 +65,7 @@ _DIE_STATUS = 3
 def add_arguments(parser):
     """Add the parallel flags to `parser` (an argparse.ArgumentParser)."""
     g = parser.add_argument_group("data parallelism")
-    g.add_argument("--gpus", "--gpu", metavar="IDS",
+    g.add_argument("--gpus", "--gpu", "-gpu", metavar="IDS",
                    help="run one worker per GPU on this machine: comma-separated ids or 'all' (NCCL); "
                         "each iteration's batch is split over them")
     g.add_argument("--cpu-workers", type=int, metavar="N",
@@ -133,15 +133,21 @@ def parse_gpus(text):
 # Splitting the batch
 # ----------------------------------------------------------------------------------------------
 
-def sample_slice(total, rank, world_size, what="batch_size"):
-    """[start, stop) of the global batch of `total` samples that `rank` of `world_size` computes."""
+def sample_slice(total, rank, world_size, what="batch_size", even=True):
+    """[start, stop) of the global batch of `total` samples that `rank` of `world_size` computes.
+
+    Training needs equal shares (the averaged gradient is then the batch's); `even=False` allows
+    shares differing by one sample (test passes, whose outputs the solver weighs by share), so
+    the paper's validation batch of 50 still runs on 4 GPUs.
+    """
     if world_size < 1 or not 0 <= rank < world_size:
         raise CaffeError(f"rank {rank} is outside a world of {world_size} worker(s)")
-    if total % world_size:
+    if even and total % world_size:
         raise CaffeError(f"{what} {total} does not divide over {world_size} workers: use a batch "
                          f"size that is a multiple of {world_size} (e.g. {total - total % world_size or world_size})")
-    share = total // world_size
-    return rank * share, (rank + 1) * share
+    if total < world_size:
+        raise CaffeError(f"{what} {total} is smaller than the {world_size} workers sharing it")
+    return rank * total // world_size, (rank + 1) * total // world_size
 
 
 _BATCH_FIELDS = ("data_param", "hdf5_data_param", "image_data_param")
@@ -180,7 +186,8 @@ def _scale_param_str(layer, factor):
         value = json.loads(text)
         if isinstance(value, dict) and "batch_size" in value:
             value["batch_size"] = int(value["batch_size"]) * factor
-            return json.dumps(value)
+            compact = ": " not in text and ", " not in text       # keep the writer's layout
+            return json.dumps(value, separators=(",", ":") if compact else None)
         return text
     except (ValueError, TypeError):
         pass
@@ -216,14 +223,17 @@ def make_allreduce(group=None, bucket_bytes=DEFAULT_BUCKET_BYTES, before=None):
         try:
             pending = []
             for bucket in buckets:
-                flat = torch.cat([t.reshape(-1) for t in bucket]) if len(bucket) > 1 else bucket[0].reshape(-1).clone()
-                pending.append((bucket, flat, dist.all_reduce(flat, group=group, async_op=True)))
-            for bucket, flat, work in pending:
+                alone = len(bucket) == 1 and bucket[0].is_contiguous()   # reduce it where it lies
+                flat = bucket[0].view(-1) if alone else torch.cat([t.reshape(-1) for t in bucket])
+                pending.append((bucket, flat, alone, dist.all_reduce(flat, group=group, async_op=True)))
+            for bucket, flat, alone, work in pending:
                 work.wait()
                 flat.div_(world)
-                torch._foreach_copy_(bucket, [p.view_as(t) for p, t in zip(flat.split([t.numel() for t in bucket]), bucket)])
+                if not alone:
+                    pieces = flat.split([t.numel() for t in bucket])
+                    torch._foreach_copy_(bucket, [p.view_as(t) for p, t in zip(pieces, bucket)])
         except (RuntimeError, dist.DistError) as e:  # a lost or hung peer surfaces here
-            raise PeerLost(f"rank {dist.get_rank(group)}: the gradient all-reduce (call {calls[0] - 1}) failed; "
+            raise PeerLost(f"rank {dist.get_rank(group)}: all-reduce number {calls[0] - 1} failed; "
                            f"another worker died or stopped responding: {_first_line(e)}") from e
         return tensors
 
@@ -249,14 +259,6 @@ def _buckets(tensors, bucket_bytes):
         if current:
             buckets.append(current)
     return buckets
-
-
-def broadcast_tensors(tensors, src=0, group=None):
-    """Overwrite `tensors` on every process with rank `src`'s values (e.g. initial weights)."""
-    if not dist.is_initialized() or dist.get_world_size(group) == 1:
-        return
-    for t in tensors:
-        dist.broadcast(t.data, src=src, group=group)
 
 
 def agreed_seed(seed, device="cpu"):
@@ -295,13 +297,6 @@ class Worker:
     caffe_multi_gpu: bool = False
     seed: int = None       # the random_seed every worker agrees on (None until agreed)
     threads: int = None    # torch intra-op threads for CPU workers (None: leave torch's choice)
-
-    @property
-    def is_root(self):
-        return self.rank == 0
-
-    def slice(self, total):
-        return sample_slice(total, self.rank, self.world_size)
 
     def solver_kwargs(self, allreduce):
         """Keyword arguments for solve.train(args, **kwargs) (see the module docstring)."""
@@ -346,20 +341,30 @@ def run(args, train_fn):
         raise CaffeError("under torchrun, leave out --gpus/--cpu-workers: torchrun starts the workers")
     if getattr(args, "gpus", None) is not None:
         gpus = parse_gpus(args.gpus)
-        workers = [Worker(r, len(gpus), r, f"cuda:{g}", "nccl", timeout, caffe_semantics)
+        threads = _threads_per_worker(len(gpus))
+        workers = [Worker(r, len(gpus), r, f"cuda:{g}", "nccl", timeout, caffe_semantics, threads=threads)
                    for r, g in enumerate(gpus)]
     else:
         n = args.cpu_workers
         if n is None or n < 1:
             raise CaffeError(f"--cpu-workers {n}: expected a positive number of workers")
-        threads = max(1, (os.cpu_count() or 1) // n)
+        threads = _threads_per_worker(n)
         workers = [Worker(r, n, r, "cpu", "gloo", timeout, caffe_semantics, threads=threads) for r in range(n)]
     return launch(train_fn, args, workers)
 
 
+def _threads_per_worker(n):
+    """The cores shared out between n workers (so they do not oversubscribe the machine), unless
+    the user chose with OMP_NUM_THREADS."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    return max(1, (os.cpu_count() or 1) // n)
+
+
 def _run_torchrun(args, train_fn, env, timeout, caffe_semantics):
     local = env["LOCAL_RANK"]
-    if torch.cuda.is_available():
+    wants_cpu = str(getattr(args, "device", None) or "").startswith("cpu")
+    if torch.cuda.is_available() and not wants_cpu:
         worker = Worker(env["RANK"], env["WORLD_SIZE"], local, f"cuda:{local}", "nccl", timeout, caffe_semantics)
     else:
         worker = Worker(env["RANK"], env["WORLD_SIZE"], local, "cpu", "gloo", timeout, caffe_semantics)
@@ -399,7 +404,7 @@ def launch(train_fn, args, workers, poll=0.05, grace=5.0):
                 if all(c is not None for c in codes) or time.monotonic() - failed_at > grace:
                     break
             time.sleep(poll)
-        stopped = _stop(procs)
+        stopped = {workers[i].rank for i in _stop(procs)}
         raise CaffeError(_failure_report(workers, procs, stopped, rundir))
     except BaseException:
         _stop(procs)
@@ -436,7 +441,7 @@ def _forward_signals(procs):
 
 
 def _stop(procs, wait=5.0):
-    """Terminate what is still running (SIGTERM, then SIGKILL); return the ranks stopped."""
+    """Terminate what is still running (SIGTERM, then SIGKILL); return their indices."""
     stopped = [i for i, p in enumerate(procs) if p.exitcode is None and p.pid is not None]
     for i in stopped:
         procs[i].terminate()
@@ -477,7 +482,7 @@ def _failure_report(workers, procs, stopped, rundir):
             primary.append("rank(s) " + ", ".join(map(str, hung)) + " stopped responding "
                            f"(no progress within --worker-timeout {workers[0].timeout:g}s)")
     elif stopped:
-        secondary.append("stopped after the failure: rank(s) " + ", ".join(map(str, stopped)))
+        secondary.append("stopped after the failure: rank(s) " + ", ".join(map(str, sorted(stopped))))
     if len(primary) > 1 and len({p.split(": ", 1)[-1] for p in primary}) == 1 and len(primary) == len(workers):
         primary = [f"every worker failed the same way: {primary[0].split(': ', 1)[-1]}"]
     lines = [f"data-parallel training failed ({len(workers)} workers): " + "; ".join(primary or ["unknown cause"])]
@@ -495,13 +500,11 @@ def _spawned(worker, init_method, train_fn, args, rundir, launcher_pid):
         torch.set_num_threads(worker.threads)
     try:
         _work(worker, init_method, train_fn, args)
-    except PeerLost as e:
+    except PeerLost as e:  # the launcher's report carries the message (once, with the others')
         _write_status(status_path, str(e), peer_lost=True)
-        print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except CaffeError as e:
         _write_status(status_path, str(e))
-        print(f"error: rank {worker.rank}: {e}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -585,19 +588,3 @@ def _test_hook(rank):
             while True:
                 time.sleep(3600)
     return hook
-
-
-def main(argv=None):
-    """`python -m vgg_caffe.parallel --help`: the flags, for reference; training runs through
-    `python -m vgg_caffe.solve SOLVER --gpus ...`."""
-    parser = argparse.ArgumentParser(prog="python -m vgg_caffe.solve SOLVER", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    parser.parse_args(argv)
-    print("data-parallel training runs through: python -m vgg_caffe.solve SOLVER.prototxt --gpus 0,1 | "
-          "--cpu-workers N | under torchrun")
-    return 0
-
-
-if __name__ == "__main__":
-    from .errors import run_cli
-    sys.exit(run_cli(main))

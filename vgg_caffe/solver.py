@@ -377,7 +377,7 @@ class Solver:
                 head.append(torch.cat([v.detach().reshape(-1).to(loss_sum.dtype) for v in outputs.values()]))
             stats = torch.cat(head)
             self._average(grads + [stats])
-            norm = self._global_norm(grads)
+            norm = self._global_norm(grads, stats.device)
             summary = torch.cat([stats[:3], norm.reshape(1).to(stats.dtype)]).tolist()
             loss, stop_req, snap_req, grad_norm = summary
             if not (math.isfinite(loss) and math.isfinite(grad_norm)):
@@ -405,9 +405,9 @@ class Solver:
                 self.requested_early_exit = True
                 break
 
-    def _window(self, index, total):
+    def _window(self, index, total, even=True):
         from .parallel import sample_slice
-        start, stop = sample_slice(total, self.rank, self.world_size)
+        start, stop = sample_slice(total, self.rank, self.world_size, even=even)
         return SampleWindow(self.seed, index, start, stop, total)
 
     def _global_batch(self, net):
@@ -466,9 +466,9 @@ class Solver:
         return tensors
 
     @staticmethod
-    def _global_norm(grads):
+    def _global_norm(grads, device):
         if not grads:
-            return torch.zeros(())
+            return torch.zeros((), device=device)
         return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
     def _apply_update(self, rate, grads, grad_norm):
@@ -570,15 +570,19 @@ class Solver:
                 if self.requested_early_exit:
                     self.log.info("Test interrupted.")
                     return None
-                window = self._window(k, self._global_batch(net))
+                window = self._window(k, self._global_batch(net), even=False)
                 net.set_sample_window(window)
                 net.iteration = k
                 outputs = net(**self._inputs(net, feed, k, window))
+                # Outputs are means over this process's rows; a test batch may split unevenly
+                # (50 over 4 workers), so weigh them by the rows they cover before averaging.
+                share = (window.stop - window.start) * self.world_size / window.total
                 values = torch.cat([v.reshape(-1).float() for v in outputs.values()]) if outputs else torch.zeros(0)
+                values = values * share if share != 1 else values
                 names = [(n, v.numel()) for n, v in outputs.items()]
                 total = values if total is None else total + values
                 if p.test_compute_loss and net.loss_weights:
-                    loss = net.loss.reshape(1).float()
+                    loss = net.loss.reshape(1).float() * share
                     loss_total = loss if loss_total is None else loss_total + loss
                 net.blobs = {}
         if total is None:

@@ -72,7 +72,7 @@ class CaffemodelBlob:
             if self.shape and _count(self.shape) != rec.count:
                 raise CaffeError(f"{self.where}: shape {self.shape} needs {_count(self.shape)} values, "
                                  f"the file holds {rec.count}; it is corrupt")
-            out = np.empty(self.shape if self.shape else (rec.count,), rec.dtype)
+            out = _alloc(self.shape if self.shape else (rec.count,), rec.dtype)
         if out.size != rec.count:
             raise CaffeError(f"{self.where}: the file holds {rec.count} values, {out.size} expected")
         if rec.array is not None:
@@ -156,6 +156,18 @@ def _count(shape):
     return math.prod(shape)
 
 
+def _alloc(shape, dtype):
+    """An uninitialised array. Large ones live in an anonymous mmap rather than np.empty: numpy
+    asks the kernel for transparent huge pages on big arrays (madvise), and faulting those in
+    while reading can stall on memory compaction (measured: 4.3 s instead of 0.85 s to read
+    553 MB). Plain pages cost what reading into a bytes object costs."""
+    dtype = np.dtype(dtype)
+    nbytes = _count(shape) * dtype.itemsize
+    if nbytes < 1 << 20:
+        return np.empty(shape, dtype)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype).reshape(shape)
+
+
 def is_hdf5(path):
     path = os.fspath(path)
     if path.lower().endswith(HDF5_SUFFIXES):
@@ -211,7 +223,11 @@ def read_weights(path, modern_shapes=True):
                 if blob is None:
                     arrays.append(None)
                     continue
-                a = blob.read()
+                shape = blob.shape if blob.shape else (blob.count,)
+                if _count(shape) != blob.count:
+                    raise CaffeError(f"{path}: layer '{name}' blob {j}: shape {shape} needs {_count(shape)} "
+                                     f"values, the file holds {blob.count}; it is corrupt")
+                a = blob.read(_alloc(shape, blob.dtype))
                 if blob.legacy and modern_shapes:
                     a = a.reshape(modern_shape(a.shape, layer.type, j))
                 arrays.append(a)

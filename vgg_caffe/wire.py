@@ -29,6 +29,7 @@ from .proto import V1_TYPE_NAMES, pb
 # Field numbers (CAFFE.md section 1).
 NET_LAYERS_V1, NET_LAYER = 2, 100
 V1_BLOBS, LAYER_BLOBS = 6, 7
+V0_LAYER = 1          # V1LayerParameter.layer: the V0 format nested inside
 BLOB_NUM, BLOB_CHANNELS, BLOB_HEIGHT, BLOB_WIDTH = 1, 2, 3, 4
 BLOB_DATA, BLOB_DIFF, BLOB_SHAPE, BLOB_DOUBLE_DATA, BLOB_DOUBLE_DIFF = 5, 6, 7, 8, 9
 SHAPE_DIM = 1
@@ -225,6 +226,10 @@ def _read_layer(r, start, stop, v1, index):
     for number, wire, s, e, _ in r.fields(start, stop):
         if number == blob_field and wire == LENGTH:
             spans.append((s, e))
+        elif v1 and number == V0_LAYER:
+            raise CaffeError(f"{r.source}: layer #{index} is in Caffe's V0 format (`layers {{ layer {{ ... }} }}`, "
+                             "before 2014), which is not supported; upgrade the file with Caffe's "
+                             "upgrade_net_proto_binary first")
         else:
             rest += _raw_field(r, number, wire, s, e)
     param = pb.V1LayerParameter() if v1 else pb.LayerParameter()

@@ -6,8 +6,6 @@ import torch
 from vgg_caffe.errors import CaffeError
 from vgg_caffe.layers import Layer, known_types, layer_class, register
 
-from conftest import build_layer
-
 X = (2, 3, 5, 5)
 # type -> (parameters, bottom shapes, number of tops). A type missing here is tried with no
 # parameters, one (2, 3, 5, 5) bottom and one top, so a new layer either works that way or adds a line.
@@ -34,11 +32,11 @@ def _non_data_types():
 
 
 @pytest.mark.parametrize("type_name", _non_data_types())
-def test_every_layer_builds_runs_and_scripts(type_name):
+def test_every_layer_builds_runs_and_scripts(make_layer, type_name):
     params, shapes, n_tops = MINIMAL.get(type_name, ("", [X], 1))
     bottoms = "".join(f' bottom: "b{i}"' for i in range(len(shapes)))
     tops = "".join(f' top: "t{i}"' for i in range(n_tops))
-    layer = build_layer(f'name: "l" type: "{type_name}"{bottoms}{tops} {params}', shapes)
+    layer = make_layer(f'name: "l" type: "{type_name}"{bottoms}{tops} {params}', shapes)
     layer.fill(torch.Generator().manual_seed(0))
     assert isinstance(layer, Layer) and layer.type == type_name
     inputs = [torch.randint(0, 3, s).float() if i == 1 and type_name in ("SoftmaxWithLoss", "Accuracy")

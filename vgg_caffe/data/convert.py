@@ -118,11 +118,12 @@ def convert_one(root, path, label, opts):
     except OSError as e:
         raise image.DecodeError(f"cannot read ({e.strerror or e})") from None
     img = image.decode(data, image.GRAY if opts.gray else image.COLOR)
-    resized = False
+    size = img.shape
     if opts.resize_height > 0 and opts.resize_width > 0:
-        img, resized = image.resize(img, opts.resize_height, opts.resize_width), True
+        img = image.resize(img, opts.resize_height, opts.resize_width)
     elif opts.min_side > 0:
-        img, resized = image.rescale_min_side(img, opts.min_side), True
+        img = image.rescale_min_side(img, opts.min_side)
+    resized = img.shape != size  # an image already at the target size keeps its bytes
     shape = (img.shape[2], img.shape[0], img.shape[1])
     if opts.encoded:
         # Caffe guesses the encoding from the file name when --encode_type is not given.

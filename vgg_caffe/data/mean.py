@@ -69,7 +69,6 @@ def read_mean_file(path, where=""):
         dims = list(blob.shape.dim)
     else:
         dims = [blob.num, blob.channels, blob.height, blob.width]
-    dims = [d for d in dims]
     while len(dims) > 3 and dims[0] == 1:
         dims = dims[1:]
     data = np.asarray(blob.data, np.float32)

@@ -58,6 +58,12 @@ class Layer(nn.Module):
       is_data         True for layers that produce tops from a source, not from bottoms; their
                       tops become inputs of the torch graph and `Net` feeds them.
       is_loss         True for layers whose first top has loss_weight 1 by default.
+      takes_list      True for layers taking any number of bottoms (Concat, Eltwise): forward
+                      receives them as one list, so the layer stays TorchScript-able.
+    A layer whose top count may vary (tops != (1, 1): Split, SoftmaxWithLoss, Accuracy) returns
+    a list of tensors, one per top, even when it has one top; other layers return a tensor.
+    Non-tensor settings that forward reads are listed in `__constants__` so that TorchScript
+    compiles only the branch a layer uses (no bias blob, no second top).
     Instance attributes set by __init__: `param` (LayerParameter), `name`, `phase`
     ("TRAIN"/"TEST"), `bottom_shapes`, and `top_shapes` (filled by `reshape`).
     """
@@ -69,6 +75,7 @@ class Layer(nn.Module):
     in_place_ok = False
     is_data = False
     is_loss = False
+    takes_list = False
 
     def __init__(self, param, bottom_shapes, phase="TEST", source=None):
         super().__init__()
