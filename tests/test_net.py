@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from vgg_caffe.errors import CaffeError
 from vgg_caffe.net import Net

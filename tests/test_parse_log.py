@@ -134,3 +134,23 @@ def test_parse_log_ignores_undated_lines(tmp_path):
     assert test == []
     assert [(r["NumIters"], r["Seconds"], r["LearningRate"], r["loss"]) for r in train] == [
         (0, 1.6, 0.01, 2.5), (10, 3.0, 0.01, 1.25)]
+
+
+def test_progress_line_only_on_a_terminal(tmp_path):
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty, pipe = Terminal(), io.StringIO()
+    path = tmp_path / "t.log"
+    for stream in (tty, pipe):
+        log = TrainingLog(stream=stream, path=str(path))
+        log.progress(5, 100, 0.5, 0.01, 2.0)
+        log.info("Iteration 5, lr = 0.01")
+        log.close()
+    assert "\r[#" in tty.getvalue() and "5/100" in tty.getvalue() and "ETA" in tty.getvalue()
+    assert "\r" not in pipe.getvalue() and "5/100" not in pipe.getvalue()
+    text = path.read_text()
+    assert "\r" not in text and text.count("Iteration 5, lr = 0.01") == 2

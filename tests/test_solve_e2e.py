@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from vgg_caffe import netgen
-from vgg_caffe.proto import pb, read_solver, write_message
+from vgg_caffe.proto import read_solver, write_message
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry")

@@ -249,8 +249,10 @@ def train_val_net(config, regime="S256", opts=None):
     top = _stack(net, cfg, opts, train=True)
     _layer(net, "loss", "SoftmaxWithLoss", [top, "label"], ["loss"])
     _layer(net, "accuracy", "Accuracy", [top, "label"], ["accuracy"], phase=pb.TEST)
-    top5 = _layer(net, "accuracy_top5", "Accuracy", [top, "label"], ["accuracy_top5"], phase=pb.TEST)
-    top5.accuracy_param.top_k = 5
+    # Caffe's Accuracy refuses top_k above the class count, so small nets (< 5 classes) skip top-5.
+    if opts.num_classes >= 5:
+        top5 = _layer(net, "accuracy_top5", "Accuracy", [top, "label"], ["accuracy_top5"], phase=pb.TEST)
+        top5.accuracy_param.top_k = 5
     return net
 
 

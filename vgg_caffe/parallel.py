@@ -539,11 +539,11 @@ def _exit_with_launcher(launcher_pid):
 
 
 def _write_status(path, error, peer_lost=False):
+    from .fileio import atomic_write
+
     try:
-        with open(path + ".tmp", "w") as f:
-            json.dump({"error": error, "peer_lost": peer_lost, "time": time.time()}, f)
-        os.replace(path + ".tmp", path)
-    except OSError:
+        atomic_write(path, json.dumps({"error": error, "peer_lost": peer_lost, "time": time.time()}))
+    except CaffeError:  # the launcher then reports the exit status alone
         pass
 
 
