@@ -113,6 +113,36 @@ def test_solverstate_is_caffes_message(tmp_path):
     assert state.iter == 3 and all(np.array_equal(a, b.numpy()) for a, b in zip(history, s.history))
 
 
+
+def test_written_solverstate_parses_with_protobuf(tmp_path):
+    """solverstate.write's bytes, parsed by protobuf's own SolverState (the independent
+    reference), hold the header fields and every history array; a cut file names the blob."""
+    r = np.random.RandomState(3)
+    history = [r.randn(4, 3, 3, 3).astype(np.float32), r.randn(4).astype(np.float32),
+               r.randn(5, 7).astype(np.float64), np.asfortranarray(r.randn(6, 2).astype(np.float32))]
+    state = pb.SolverState(iter=1234, learned_net="x_iter_1234.caffemodel", current_step=2,
+                           plateau_best=0.25, plateau_bad_tests=3)
+    path = tmp_path / "s.solverstate"
+    solverstate.write(str(path), state, history)
+    msg = pb.SolverState()
+    msg.ParseFromString(path.read_bytes())
+    assert (msg.iter, msg.learned_net, msg.current_step) == (1234, "x_iter_1234.caffemodel", 2)
+    assert (msg.plateau_best, msg.plateau_bad_tests) == (0.25, 3)
+    assert len(msg.history) == len(history)
+    for blob, h in zip(msg.history, history):
+        assert tuple(blob.shape.dim) == h.shape and not blob.double_data
+        np.testing.assert_array_equal(np.array(blob.data, np.float32).reshape(h.shape), h.astype(np.float32))
+    got_state, got = solverstate.read(str(path))
+    del msg.history[:]
+    assert got_state == msg
+    for a, h in zip(got, history):
+        assert a.dtype == np.float32 and a.shape == h.shape
+        np.testing.assert_array_equal(a, h.astype(np.float32))
+    cut = tmp_path / "cut.solverstate"
+    cut.write_bytes(path.read_bytes()[:-30])
+    with pytest.raises(CaffeError, match=r"cut.solverstate: truncated or corrupt SolverState .*history blob 3"):
+        solverstate.read(str(cut))
+
 def test_restore_rejects_another_net(tmp_path):
     make(param(tmp_path, 2)).solve()
     other = param(tmp_path / "other", 2)

@@ -3,8 +3,9 @@
 Binary (SGDSolver::SnapshotSolverStateToBinaryProto): a SolverState message with iter,
 learned_net (the .caffemodel written beside it), current_step and one BlobProto per learnable blob
 (`history`, shape + packed float data). A VGG state holds ~133M floats, so the history blobs are
-written and read straight on the wire format (np.ndarray.tobytes / np.frombuffer) rather than
-through protobuf's repeated-float containers; everything else goes through our schema.
+written and read straight on the wire format with wire.py's codec (the one .caffemodel files use:
+data written from the array's buffer, read back as zero-copy views) rather than through protobuf's
+repeated-float containers; everything else goes through our schema.
 
 HDF5 (SnapshotSolverStateToHDF5, ".solverstate.h5"): int datasets "iter" and "current_step" of
 shape (1,), a string dataset "learned_net", and a group "history" with datasets "0", "1", ...
@@ -14,15 +15,13 @@ import os
 
 import numpy as np
 
+from . import wire
 from .errors import CaffeError
 from .fileio import atomic_open
 from .proto import pb
 
-_HISTORY = 3          # SolverState.history
-_BLOB_DATA = 5        # BlobProto.data (packed float)
-_BLOB_SHAPE = 7       # BlobProto.shape
-_BLOB_DOUBLE = 8      # BlobProto.double_data
-_LEGACY_DIMS = {1: 0, 2: 1, 3: 2, 4: 3}  # num, channels, height, width
+_HISTORY = 3                                  # SolverState.history
+_HISTORY_TAG = (_HISTORY << 3) | wire.LENGTH  # one byte
 
 
 def is_hdf5(path):
@@ -40,15 +39,10 @@ def write(path, state, history):
     with atomic_open(path, "wb") as f:
         f.write(head.SerializeToString())
         for arr in history:
-            arr = np.ascontiguousarray(arr, dtype="<f4")
-            shape = pb.BlobShape(dim=arr.shape).SerializeToString()
-            data_len = arr.nbytes
-            body_len = (1 + _varint_len(len(shape)) + len(shape)
-                        + 1 + _varint_len(data_len) + data_len)
-            f.write(bytes([_HISTORY << 3 | 2]) + _varint(body_len))
-            f.write(bytes([_BLOB_SHAPE << 3 | 2]) + _varint(len(shape)) + shape)
-            f.write(bytes([_BLOB_DATA << 3 | 2]) + _varint(data_len))
-            f.write(memoryview(arr).cast("B"))
+            before, data, after = wire.blob_pieces(np.asarray(arr, dtype=np.float32), shape_first=True)
+            f.write(wire.length_field(_HISTORY, len(before) + len(data) + len(after)) + before)
+            f.write(data)
+            f.write(after)
 
 
 def read(path):
@@ -62,25 +56,18 @@ def read(path):
         data = f.read()
     if not data:
         raise CaffeError(f"{path}: the file is empty (expected a binary SolverState)")
-    view = memoryview(data)
+    r = wire.Reader(memoryview(data), path, problem="truncated or corrupt SolverState")
     rest = bytearray()
     history = []
-    pos = 0
-    try:
-        while pos < len(data):
-            start = pos
-            key, pos = _read_varint(view, pos)
-            field, wire = key >> 3, key & 7
-            if field == _HISTORY and wire == 2:
-                n, pos = _read_varint(view, pos)
-                _check_end(pos + n, len(data))
-                history.append(_read_blob(view[pos:pos + n], path, len(history)))
-                pos += n
-            else:
-                pos = _skip(view, pos, wire)
-                rest += view[start:pos]
-    except _Truncated:
-        raise CaffeError(f"{path}: truncated or corrupt SolverState (stopped at byte {pos} of {len(data)})") from None
+    pos, end = 0, len(data)
+    while pos < end:
+        r.context = f"history blob {len(history)}" if data[pos] == _HISTORY_TAG else "the SolverState"
+        number, wire_type, start, stop, _ = r.field(pos, end)
+        if number == _HISTORY and wire_type == wire.LENGTH:
+            history.append(_history_blob(r, start, stop, len(history)))
+        else:
+            rest += data[pos:stop]
+        pos = stop
     state = pb.SolverState()
     try:
         state.ParseFromString(bytes(rest))
@@ -89,40 +76,16 @@ def read(path):
     return state, history
 
 
-def _read_blob(view, path, index):
-    shape, legacy, chunks, pos = None, [0, 0, 0, 0], [], 0
-    while pos < len(view):
-        key, pos = _read_varint(view, pos)
-        field, wire = key >> 3, key & 7
-        if field == _BLOB_DATA and wire == 2:
-            n, pos = _read_varint(view, pos)
-            _check_end(pos + n, len(view))
-            chunks.append(np.frombuffer(view[pos:pos + n], dtype="<f4"))
-            pos += n
-        elif field == _BLOB_DATA and wire == 5:
-            _check_end(pos + 4, len(view))
-            chunks.append(np.frombuffer(view[pos:pos + 4], dtype="<f4"))
-            pos += 4
-        elif field == _BLOB_DOUBLE and wire == 2:
-            n, pos = _read_varint(view, pos)
-            _check_end(pos + n, len(view))
-            chunks.append(np.frombuffer(view[pos:pos + n], dtype="<f8").astype(np.float32))
-            pos += n
-        elif field == _BLOB_SHAPE and wire == 2:
-            n, pos = _read_varint(view, pos)
-            _check_end(pos + n, len(view))
-            shape = tuple(pb.BlobShape.FromString(bytes(view[pos:pos + n])).dim)
-            pos += n
-        elif field in _LEGACY_DIMS and wire == 0:
-            legacy[_LEGACY_DIMS[field]], pos = _read_varint(view, pos)
-        else:
-            pos = _skip(view, pos, wire)
-    arr = chunks[0] if len(chunks) == 1 else (np.concatenate(chunks) if chunks else np.zeros(0, np.float32))
-    if shape is None:
-        shape = tuple(legacy)
-    if int(np.prod(shape)) != arr.size:
-        raise CaffeError(f"{path}: history blob {index} has shape {shape} but {arr.size} values")
-    return arr.reshape(shape)
+def _history_blob(r, start, stop, index):
+    """History blob `index` (the BlobProto at [start, stop) of r.buf) as a float32 array of its
+    shape; a view of the file's bytes when its data is one packed float field."""
+    record = wire.read_blob(r, start, stop)
+    values = record.values(r.buf)
+    if values.dtype != np.float32:  # double_data
+        values = values.astype(np.float32)
+    if int(np.prod(record.shape)) != values.size:
+        raise CaffeError(f"{r.source}: history blob {index} has shape {record.shape} but {values.size} values")
+    return values.reshape(record.shape)
 
 
 def _write_hdf5(path, state, history):
@@ -170,59 +133,3 @@ def _read_hdf5(path):
                 raise CaffeError(f"{path}: history/{i} is missing ({len(group)} entries)")
             history.append(np.asarray(group[str(i)], dtype=np.float32))
     return state, history
-
-
-# -- the wire format -------------------------------------------------------------------------------
-
-class _Truncated(Exception):
-    pass
-
-
-def _check_end(end, size):
-    if end > size:
-        raise _Truncated
-
-
-def _varint(n):
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _varint_len(n):
-    return len(_varint(n))
-
-
-def _read_varint(view, pos):
-    result, shift = 0, 0
-    while True:
-        if pos >= len(view) or shift > 63:
-            raise _Truncated
-        byte = view[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-
-
-def _skip(view, pos, wire):
-    if wire == 0:
-        return _read_varint(view, pos)[1]
-    if wire == 1:
-        end = pos + 8
-    elif wire == 2:
-        n, pos = _read_varint(view, pos)
-        end = pos + n
-    elif wire == 5:
-        end = pos + 4
-    else:
-        raise _Truncated
-    _check_end(end, len(view))
-    return end

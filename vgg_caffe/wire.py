@@ -17,6 +17,9 @@ and the layer and blob being read.
 Writing is the reverse: fields are emitted in field-number order, as protobuf's serializer does,
 so the bytes equal SerializeToString of the same message, with the float data written from the
 array's own buffer.
+
+The same primitives (Reader, read_blob, blob_pieces, length_field) read and write the history
+blobs of a binary .solverstate (solverstate.py): one codec for both files.
 """
 import math
 from dataclasses import dataclass, field
@@ -60,6 +63,13 @@ class BlobRecord:
     def nbytes(self):
         return self.count * self.dtype.itemsize
 
+    def values(self, buf):
+        """The values as a flat array: a zero-copy view of `buf` (the bytes the record was read
+        from) in the packed case, else the decoded `array`."""
+        if self.array is not None:
+            return self.array
+        return np.frombuffer(buf, self.dtype, count=self.count, offset=self.offset)
+
 
 @dataclass
 class LayerRecord:
@@ -75,16 +85,20 @@ class LayerRecord:
 # Reading
 # ----------------------------------------------------------------------------------------------
 
-class _Reader:
-    """Walks the bytes `buf` (a memoryview of the mapped file); errors name `source`."""
+class Reader:
+    """Walks the bytes `buf` (a memoryview of the mapped file); errors name `source`.
 
-    def __init__(self, buf, source):
+    Errors read "SOURCE: PROBLEM at byte N (reading CONTEXT): DETAIL"; `problem` names the kind of
+    file, `context` (set by the caller as it goes) the part being read."""
+
+    def __init__(self, buf, source, problem="corrupt or truncated caffemodel", context="the net"):
         self.buf = buf
         self.source = source
-        self.context = "the net"
+        self.problem = problem
+        self.context = context
 
     def fail(self, pos, what):
-        raise CaffeError(f"{self.source}: corrupt or truncated caffemodel at byte {pos} "
+        raise CaffeError(f"{self.source}: {self.problem} at byte {pos} "
                          f"(reading {self.context}): {what}")
 
     def varint(self, pos, end):
@@ -137,7 +151,7 @@ class _Reader:
 
 def read_layers(buf, source):
     """Walk a NetParameter in `buf`; return (header NetParameter without layers, [LayerRecord])."""
-    r = _Reader(buf, source)
+    r = Reader(buf, source)
     end = len(buf)
     header = bytearray()
     layers = []
@@ -247,12 +261,13 @@ def _read_layer(r, start, stop, v1, index):
     blobs = []
     for j, (s, e) in enumerate(spans):
         r.context = f"layer '{name}' blob {j}"
-        blobs.append(_read_blob(r, s, e))
+        blobs.append(read_blob(r, s, e))
     r.context = "the net"
     return LayerRecord(name, type_name, param, blobs, v1)
 
 
-def _read_blob(r, start, stop):
+def read_blob(r, start, stop):
+    """The BlobProto at [start, stop) of `r.buf` as a BlobRecord (offsets into `r.buf`)."""
     legacy = [None] * 4
     shape = None
     chunks = []          # (dtype, offset, count) of packed runs, or (dtype, None, decoded array)
@@ -362,11 +377,18 @@ def _tag(number, wire):
     return _varint_bytes((number << 3) | wire)
 
 
-def blob_header(shape, nbytes, legacy=False, double=False):
+def length_field(number, size):
+    """The tag and length of a length-delimited field `number` whose payload is `size` bytes."""
+    return _tag(number, LENGTH) + _varint_bytes(size)
+
+
+def blob_header(shape, nbytes, legacy=False, double=False, shape_first=False):
     """Bytes of a BlobProto up to its data (exclusive), and the bytes after it.
 
     Field order is protobuf's: num, channels, height, width (1-4), data (5), shape (7) /
-    double_data (8). Returns (before, after) with the data tag and length inside `before`."""
+    double_data (8). Returns (before, after) with the data tag and length inside `before`.
+    shape_first puts shape (7) before data (the order our .solverstate files have always had;
+    protobuf parses either), leaving `after` empty."""
     before = bytearray()
     after = bytearray()
     shape = tuple(int(d) for d in shape)
@@ -378,10 +400,10 @@ def blob_header(shape, nbytes, legacy=False, double=False):
     shape_bytes = b""
     if not legacy:
         packed = b"".join(_varint_bytes(d) for d in shape)
-        inner = (_tag(SHAPE_DIM, LENGTH) + _varint_bytes(len(packed)) + packed) if shape else b""
-        shape_bytes = _tag(BLOB_SHAPE, LENGTH) + _varint_bytes(len(inner)) + inner
-    data_head = (_tag(data_field, LENGTH) + _varint_bytes(nbytes)) if nbytes else b""
-    if data_field < BLOB_SHAPE:
+        inner = (length_field(SHAPE_DIM, len(packed)) + packed) if shape else b""
+        shape_bytes = length_field(BLOB_SHAPE, len(inner)) + inner
+    data_head = length_field(data_field, nbytes) if nbytes else b""
+    if data_field < BLOB_SHAPE and not shape_first:
         before += data_head
         after += shape_bytes
     else:
@@ -413,11 +435,13 @@ def legacy_ok(shape):
     return len(shape) <= 4
 
 
-def blob_pieces(array, legacy=False):
-    """(header bytes, data buffer, trailer bytes) of one BlobProto for `array` (float32 or float64)."""
+def blob_pieces(array, legacy=False, shape_first=False):
+    """(header bytes, data buffer, trailer bytes) of one BlobProto for `array` (float32 or float64);
+    `shape_first` as in blob_header."""
     double = array.dtype == np.float64
     array = np.ascontiguousarray(array, dtype=F64 if double else F32)
-    before, after = blob_header(array.shape, array.nbytes, legacy and legacy_ok(array.shape), double)
+    before, after = blob_header(array.shape, array.nbytes, legacy and legacy_ok(array.shape), double,
+                                shape_first)
     data = memoryview(array.reshape(-1)).cast("B") if array.size else b""
     return before, data, after
 
@@ -431,10 +455,10 @@ def layer_pieces(param, arrays, v1):
     for a in arrays:
         before, data, after = blob_pieces(a, legacy=v1)
         size = len(before) + len(data) + len(after)
-        body += [_tag(blob_field, LENGTH) + _varint_bytes(size) + before, data, after]
+        body += [length_field(blob_field, size) + before, data, after]
     body.append(high)
     length = sum(len(p) for p in body)
-    return [_tag(NET_LAYERS_V1 if v1 else NET_LAYER, LENGTH) + _varint_bytes(length)] + body
+    return [length_field(NET_LAYERS_V1 if v1 else NET_LAYER, length)] + body
 
 
 def net_pieces(header, layers, v1=False):
