@@ -14,6 +14,9 @@ from pathlib import Path
 def main(argv):
     here = Path(__file__).parent
     names = sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__.strip() + "\n\nbenchmarks: " + ", ".join(n[len("bench_"):] for n in names))
+        return
     wanted = [n if n.startswith("bench_") else f"bench_{n}" for n in argv] or names
     unknown = [n for n in wanted if n not in names]
     if unknown:

@@ -88,14 +88,17 @@ class Net(nn.Module):
     Net(model, phase="TEST", level=0, stages=(), weights=None, input_shapes=None)
 
     model: a prototxt or caffemodel path, prototxt text, or a NetParameter.
-    weights: a .caffemodel / .h5 path (or a list) copied in by layer name.
+    weights: a .caffemodel / .h5 path (or a list) copied in by layer name; without it the
+        learnable blobs are filled from the layers' fillers (seeded with `seed`), as in Caffe.
+        fill=False leaves them at zero.
     input_shapes: {top: shape} overriding the shapes that data/Input layers declare. The net is
         built at the declared shapes and then reshaped, so a shape that does not fit (fc6 of a
         224 net fed 250x250) is a CaffeError naming the layer, as in Caffe.
     source: the file name errors should give when `model` is a NetParameter.
     """
 
-    def __init__(self, model, phase=TEST, level=0, stages=(), weights=None, input_shapes=None, source=None):
+    def __init__(self, model, phase=TEST, level=0, stages=(), weights=None, input_shapes=None, source=None,
+                 seed=None, fill=True):
         super().__init__()
         self.net_param, self.source = load_net_param(model)
         self.source = source or self.source  # the file to name in errors when given a NetParameter
@@ -111,9 +114,15 @@ class Net(nn.Module):
         # form (about 1.3x faster on CPUs with oneDNN). Values are unchanged up to float rounding;
         # parameters keep Caffe's layout, and blobs keep their logical NCHW shape.
         self.channels_last = False
+        # As Caffe's Net::Init: learnable blobs start from the layers' fillers (seeded by `seed`,
+        # else torch's global generator), or from blobs embedded in the net definition (a
+        # .caffemodel given as the model). Filling is skipped when weights files are given.
         if weights:
             for w in [weights] if isinstance(weights, (str, os.PathLike)) else weights:
                 self.copy_from(w)
+        elif fill:
+            self.fill(seed)
+        self._load_embedded_blobs()
 
     # -- building ------------------------------------------------------------------------------
 
@@ -355,6 +364,23 @@ class Net(nn.Module):
         for layer in self.layers.values():
             layer.fill(gen)
         return self
+
+    def _load_embedded_blobs(self):
+        """Blobs stored in the LayerParameters themselves (a caffemodel used as the model) win over
+        fillers, as in Caffe, whose layers skip parameter initialisation when they have blobs."""
+        for lp, layer in zip(self.layer_params, self.layers.values()):
+            if not len(lp.blobs):
+                continue
+            if len(lp.blobs) != len(layer.blobs):
+                raise CaffeError(f"{self.source}: layer '{lp.name}': {len(lp.blobs)} stored blob(s), "
+                                 f"the {layer.type} layer has {len(layer.blobs)}")
+            with torch.no_grad():
+                for i, (stored, param) in enumerate(zip(lp.blobs, layer.blobs)):
+                    values = stored.double_data if len(stored.double_data) else stored.data
+                    if len(values) != param.numel():
+                        raise CaffeError(f"{self.source}: layer '{lp.name}' blob {i}: {len(values)} stored "
+                                         f"values, the net expects shape {tuple(param.shape)}")
+                    param.copy_(torch.tensor(values, dtype=param.dtype).reshape(param.shape))
 
     def copy_from(self, path, strict=True, layers=None):
         """Copy weights by layer name from a .caffemodel or .h5 (see vgg_caffe.weights)."""
