@@ -236,3 +236,43 @@ def test_bad_inputs_are_caffe_errors(tmp_path):
     _, it = ev.open_data([str(tmp_path / "bad_lmdb")])
     with pytest.raises(CaffeError, match="record '00000000_x.png'"):
         next(it)
+
+
+def test_weights_missing_a_layer_name_the_cli_flag_that_allows_it(model, tmp_path, capsys):
+    pytest.importorskip("vgg_caffe.weights")
+    proto = tmp_path / "deploy.prototxt"
+    proto.write_text(small_vgg())
+    full = write_caffemodel(str(tmp_path / "full.caffemodel"), model.net)
+    partial = pb.NetParameter()
+    with open(full, "rb") as f:
+        partial.ParseFromString(f.read())
+    kept = [lp for lp in partial.layer if lp.name != "fc8"]
+    del partial.layer[:]
+    partial.layer.extend(kept)
+    (tmp_path / "no_fc8.caffemodel").write_bytes(partial.SerializeToString())
+    write_lmdb(tmp_path / "val_lmdb", [(photo("astronaut", 40, 56), 1, False), (photo("coffee", 44, 56), 3, False)])
+    common = ["--model", str(proto), "--data", str(tmp_path / "val_lmdb"), "--protocol", "single",
+              "--scales", "32", "--quiet"]
+    with pytest.raises(CaffeError, match=r"no_fc8.caffemodel: the net's layer\(s\) fc8 .*pass --no-strict") as e:
+        ev.main(common + ["--weights", str(tmp_path / "no_fc8.caffemodel")])
+    assert "strict=False" not in str(e.value)
+    rows = ev.main(common + ["--weights", str(tmp_path / "no_fc8.caffemodel"), "--no-strict"])
+    assert len(rows) == 1 and rows[0]["images"] == 2
+    # The layers the file has were loaded: fc7 of the evaluated net is the model's.
+    loaded = ev.Model(str(proto), str(tmp_path / "no_fc8.caffemodel"), strict=False)
+    torch.testing.assert_close(loaded.net.params["fc7"][0], model.net.params["fc7"][0])
+    capsys.readouterr()
+
+
+def test_table_rules_line_up_with_the_column_separators():
+    rows = [dict(config="D", method="dense", train_scale="[256;512]", test_scale="256,384,512",
+                 top1_error=24.8, top5_error=7.5),
+            dict(config="a long model name", method="multi-crop+dense", train_scale="384", test_scale="352,384,416",
+                 top1_error=100.0, top5_error=0.0)]
+    lines = ev.format_table(rows).splitlines()
+    assert len(lines) == 4 and lines[1].strip("-+") == ""
+    bars = [[i for i, c in enumerate(l) if c == "|"] for l in (lines[0], lines[2], lines[3])]
+    pluses = [i for i, c in enumerate(lines[1]) if c == "+"]
+    assert len(pluses) == len(ev.COLUMNS) - 1 and all(b == pluses for b in bars)
+    assert len({len(l) for l in lines}) == 1                    # the rule is as wide as the rows
+    assert lines[3].split(" | ")[0].rstrip() == "a long model name"

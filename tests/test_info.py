@@ -2,6 +2,7 @@
 receptive fields equal the formulas written out here, and TRAIN nets are shown without their data.
 """
 import os
+import re
 import subprocess
 import sys
 
@@ -109,3 +110,86 @@ def test_cli(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "vgg_caffe.info", str(tmp_path / "missing.prototxt")],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 1 and "no such file" in bad.stderr and "Traceback" not in bad.stderr
+
+
+TRAIN_VAL = """name: "tv"
+layer {{ name: "data" type: "Data" top: "data" top: "label" include {{ phase: TRAIN }}
+        data_param {{ source: "{source}" batch_size: 4 backend: LMDB }} transform_param {{ crop_size: 8 }} }}
+layer {{ name: "conv1_1" type: "{conv}" bottom: "data" top: "conv1_1"
+        convolution_param {{ num_output: 2 kernel_size: 3 pad: 1 weight_filler {{ type: "xavier" }} }} }}
+layer {{ name: "fc" type: "InnerProduct" bottom: "conv1_1" top: "fc"
+        inner_product_param {{ num_output: 3 weight_filler {{ type: "xavier" }} }} }}
+layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "fc" bottom: "label" top: "loss" }}
+"""
+
+
+def test_a_solver_snapshot_of_a_train_val_net_shows_its_train_phase(tmp_path):
+    import numpy as np
+
+    from vgg_caffe.data import datum as datum_io
+    from vgg_caffe.data.db import Writer
+    from vgg_caffe.proto import format_text, pb
+    from vgg_caffe.solver import Solver
+    from vgg_caffe.training_log import TrainingLog
+
+    writer = Writer(str(tmp_path / "lmdb"))
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        writer.put(f"{i:08d}", datum_io.from_image(rng.integers(0, 255, (10, 10, 3), dtype=np.uint8), i % 3)
+                   .SerializeToString())
+    writer.close()
+    net = tmp_path / "train_val.prototxt"
+    net.write_text(TRAIN_VAL.format(source=tmp_path / "lmdb", conv="Convolution"))
+    solver = pb.SolverParameter(net=str(net), base_lr=0.01, lr_policy="fixed", max_iter=1,
+                                snapshot_prefix=str(tmp_path / "snap"), solver_mode=pb.SolverParameter.CPU)
+    (tmp_path / "solver.prototxt").write_text(format_text(solver))
+    Solver(str(tmp_path / "solver.prototxt"), log=TrainingLog(enabled=False)).solve()
+    snapshot = tmp_path / "snap_iter_1.caffemodel"
+    assert snapshot.exists()
+    result = subprocess.run([sys.executable, "-m", "vgg_caffe.info", str(snapshot)],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "net tv, phase TRAIN"
+    assert [l.split()[:3] for l in result.stdout.splitlines()[3:7]] == [
+        ["data", "Data", "data"], ["conv1_1", "Convolution", "4x2x8x8"], ["fc", "InnerProduct", "4x3"],
+        ["loss", "SoftmaxWithLoss", "scalar"]]
+    note = result.stderr.strip().splitlines()
+    assert len(note) == 1 and note[0].startswith(f"note: {snapshot}: showing the TRAIN net")
+    assert "bottom 'data' is not the top of any earlier layer" in note[0] and "--phase" in note[0]
+    # The library picks the phase only when asked to (phase=None); --phase TEST stays an error.
+    _, totals = info.summarize(str(snapshot), None)
+    assert totals["phase"] == "TRAIN" and totals["note"] == note[0][len("note: "):]
+    with pytest.raises(CaffeError, match=rf"^{re.escape(str(snapshot))}: layer 'conv1_1' \(Convolution\): bottom 'data' is not"):
+        info.summarize(str(snapshot), "TEST")
+    explicit = subprocess.run([sys.executable, "-m", "vgg_caffe.info", str(snapshot), "--phase", "TEST"],
+                              capture_output=True, text=True, cwd=ROOT)
+    assert explicit.returncode == 1 and "bottom 'data' is not the top" in explicit.stderr
+
+
+def test_when_neither_phase_builds_the_test_error_is_raised(tmp_path):
+    # The TRAIN data layer declares no image size: the TEST error, with the hint to pass --phase TRAIN.
+    path = tmp_path / "nocrop.prototxt"
+    path.write_text(TRAIN_VAL.format(source="x", conv="Convolution").replace("transform_param { crop_size: 8 }", ""))
+    with pytest.raises(CaffeError, match=r"bottom 'data' is not the top of any earlier layer \(in the default "
+                                         r"TEST phase; pass --phase TRAIN to show the training net\)$"):
+        info.summarize(str(path), None)
+    with pytest.raises(CaffeError, match="does not declare its batch size"):
+        info.summarize(str(path), "TRAIN")
+    # A mistake that fails both phases the same way is reported as it is, without the hint.
+    path = tmp_path / "unknown.prototxt"
+    path.write_text(TRAIN_VAL.format(source="x", conv="Convolution").replace(" include { phase: TRAIN }", "")
+                    .replace('type: "InnerProduct"', 'type: "Inner"'))
+    with pytest.raises(CaffeError, match=r"unknown layer type 'Inner'[^(]*$"):
+        info.summarize(str(path), None)
+
+
+def test_errors_while_building_name_the_prototxt(tmp_path):
+    path = tmp_path / "relu.prototxt"
+    path.write_text(TRAIN_VAL.format(source="x", conv="Relu"))
+    for phase in (None, "TRAIN", "TEST"):
+        with pytest.raises(CaffeError, match=rf"^{re.escape(str(path))}: layer 'conv1_1': unknown layer type 'Relu'"):
+            info.summarize(str(path), phase)
+    result = subprocess.run([sys.executable, "-m", "vgg_caffe.info", str(path), "--phase", "TRAIN"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 1 and result.stderr.startswith(f"error: {path}: layer 'conv1_1': unknown layer type 'Relu'")
+    assert "<NetParameter>" not in result.stderr and "Traceback" not in result.stderr

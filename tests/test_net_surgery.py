@@ -1,6 +1,7 @@
 """tools/net_surgery.py: the released-VGG-style V1 files (a V1 prototxt and a V1 caffemodel with
 legacy 4-d dims, written here) to the dense pair and back, checked with OpenCV's Caffe importer."""
 import os
+import re
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from test_dense import randomise, small_vgg, write_caffemodel
+from vgg_caffe.errors import CaffeError
 from vgg_caffe.net import Net
 from vgg_caffe.proto import pb, read_net
 from vgg_caffe.weights import read_weights
@@ -89,3 +91,26 @@ def test_command_line_errors_are_one_line(v1_pair, tmp_path):
     with pytest.raises(Exception, match="no layer 'fc6'"):
         net_surgery.main(["to-dense", "--model", str(d / "deploy.prototxt"), "--weights", str(other),
                           "--out-model", str(tmp_path / "y.prototxt"), "--out-weights", str(tmp_path / "y.caffemodel")])
+
+
+def test_errors_name_the_files_given(v1_pair, tmp_path):
+    d, fc = v1_pair
+    out = ["--out-model", str(tmp_path / "z.prototxt"), "--out-weights", str(tmp_path / "z.caffemodel")]
+    # A mistake in the prototxt, found while building the net: named by the prototxt's path.
+    bad = tmp_path / "relu.prototxt"
+    bad.write_text(small_vgg().replace('type: "ReLU"', 'type: "Relu"', 1))
+    assert 'type: "Relu"' in bad.read_text()
+    for direction in ("to-dense", "to-fc"):
+        with pytest.raises(CaffeError, match=rf"^{re.escape(str(bad))}: layer 'relu1_1': unknown layer type 'Relu'"):
+            net_surgery.main([direction, "--model", str(bad)] + out)
+    # Weights that do not fit the net: named by the weights file's path.
+    small = randomise(Net(small_vgg(fc=8)), seed=1)
+    wrong = str(tmp_path / "fc8wide.caffemodel")
+    write_caffemodel(wrong, small)
+    with pytest.raises(CaffeError, match=rf"^{re.escape(wrong)}: layer 'fc6': blob 0 has"):
+        net_surgery.main(["to-dense", "--model", str(d / "deploy.prototxt"), "--weights", wrong] + out)
+    # --weights without --out-weights is refused before anything is written.
+    with pytest.raises(CaffeError, match="--out-weights is required with --weights"):
+        net_surgery.main(["to-dense", "--model", str(d / "deploy.prototxt"), "--weights", str(d / "w.caffemodel"),
+                          "--out-model", str(tmp_path / "w.prototxt")])
+    assert not (tmp_path / "w.prototxt").exists()

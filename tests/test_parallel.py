@@ -35,6 +35,50 @@ def test_uneven_batch_is_a_clear_error():
         parallel.sample_slice(8, 2, 2)
 
 
+SPLIT_NET = """
+  layer { name: "data" type: "Input" top: "data" top: "label" include { phase: TRAIN }
+          input_param { shape { dim: %d dim: 4 } shape { dim: %d } } }
+  layer { name: "data" type: "Input" top: "data" top: "label" include { phase: TEST }
+          input_param { shape { dim: %d dim: 4 } shape { dim: %d } } }
+  layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 2 } }
+  layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+"""
+
+
+def test_the_solver_checks_the_batch_split_before_any_work(tmp_path, monkeypatch):
+    from vgg_caffe.solver import Solver
+    from vgg_caffe.training_log import TrainingLog
+
+    class Working(Exception):
+        """Raised by the stubs below: the solver went on to read weights, test or train."""
+
+    def work(*args, **kwargs):
+        raise Working
+
+    for name in ("test_all", "test", "step", "load_weights"):
+        monkeypatch.setattr(Solver, name, work)
+
+    def solver(train, test, world_size=2, rank=0):
+        path = tmp_path / "solver.prototxt"
+        path.write_text(f"net: 'net.prototxt' test_iter: 1 test_interval: 1 test_initialization: true "
+                        f"weights: 'w.caffemodel' base_lr: 0.1 lr_policy: 'fixed' max_iter: 1 solver_mode: CPU")
+        (tmp_path / "net.prototxt").write_text(SPLIT_NET % (train, train, test, test))
+        return Solver(str(path), rank=rank, world_size=world_size, log=TrainingLog(enabled=False))
+
+    net = re.escape(str(tmp_path / "net.prototxt"))
+    for rank in (0, 1):
+        with pytest.raises(CaffeError, match=rf"^{net}: train net: batch_size 3 does not divide over 2 workers"):
+            solver(3, 4, rank=rank)
+    with pytest.raises(CaffeError, match=rf"^{net}: test net #0: batch_size 1 is smaller than the 2 workers"):
+        solver(4, 1)
+    # Even train batches split; an odd test batch splits unevenly (the outputs are weighed by share),
+    # and one process takes any batch: the solver goes on to read its weights.
+    with pytest.raises(Working):
+        solver(4, 3)
+    with pytest.raises(Working):
+        solver(3, 1, world_size=1)
+
+
 def test_scale_batch_size_multiplies_every_data_layer_of_the_phase():
     net = parse_text("""
       layer { name: "d" type: "Data" top: "data" top: "label" include { phase: TRAIN }

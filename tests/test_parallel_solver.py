@@ -234,9 +234,13 @@ def test_ctrl_c_on_the_launcher_snapshots_and_stops_every_worker(setup, tmp_path
     assert len(snaps) == 1 and 5 <= int(snaps[0].split("_iter_")[1].split(".")[0]) < 100000, snaps
 
 
-def test_a_batch_that_does_not_split_is_a_clear_error(setup, tmp_path):
+def test_a_batch_that_does_not_split_is_a_clear_error(setup, tmp_path, monkeypatch):
     d, nets = setup
     solver = _solver_file(tmp_path, nets[8], str(tmp_path / "snap"))
-    args = solve.parse_args([solver, "--no-progress"])
-    with pytest.raises(CaffeError, match="batch_size 8 does not divide over 3 workers"):
+    args = solve.parse_args([solver, "--no-progress", "--log", str(tmp_path / "log.txt")])
+    tested = []
+    monkeypatch.setattr(Solver, "test_all", lambda self: tested.append(self.iter))
+    with pytest.raises(CaffeError, match=rf"^{re.escape(nets[8])}: train net: batch_size 8 does not divide over 3 workers"):
         solve.train(args, rank=0, world_size=3, allreduce=None)
+    assert tested == []   # found before the test at iteration 0
+    assert "Test net output" not in (tmp_path / "log.txt").read_text()

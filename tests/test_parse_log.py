@@ -154,3 +154,33 @@ def test_progress_line_only_on_a_terminal(tmp_path):
     assert "\r" not in pipe.getvalue() and "5/100" not in pipe.getvalue()
     text = path.read_text()
     assert "\r" not in text and text.count("Iteration 5, lr = 0.01") == 2
+
+
+def test_plot_draws_the_learning_rate_as_a_step(log_file, tmp_path):
+    pytest.importorskip("matplotlib")
+    from matplotlib.cbook import STEP_LOOKUP_MAP
+
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import plot_training_log
+
+    train, test = parse_log(str(log_file))
+    fig = plot_training_log.plot(train, test)
+    lr_ax = fig.axes[2]
+    (line,) = [l for l in lr_ax.get_lines() if l.get_label() == "learning rate"]
+    xs, ys = STEP_LOOKUP_MAP[line.get_drawstyle()](*line.get_data())
+    segments = list(zip(zip(xs, ys), zip(xs[1:], ys[1:])))
+    # stepsize 15: iterations 0..14 ran at 0.1, 15 on at 0.05 (the log's "lr =" lines say so).
+    assert all(x0 == x1 or y0 == y1 for (x0, y0), (x1, y1) in segments)      # no ramp: flat or vertical
+    drops = [(x0, y0, y1) for (x0, y0), (x1, y1) in segments if x0 == x1 and y0 != y1]
+    assert drops == [(15, 0.1, 0.05)]
+
+    def rate_at(x):
+        return [y0 for (x0, y0), (x1, _) in segments if x0 < x < x1 and x0 != x1][0]
+
+    assert [rate_at(x) for x in (2, 12, 14.5, 16, 24)] == [0.1, 0.1, 0.1, 0.05, 0.05]
+    # The CSV semantics stay Caffe's: the row at 15 carries the rate logged at 10.
+    assert [(r["NumIters"], r["LearningRate"]) for r in train][2:5] == [(10, 0.1), (15, 0.1), (20, 0.05)]
+    # and the tool writes an image
+    out = tmp_path / "curves.png"
+    assert plot_training_log.main([str(log_file), str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -99,10 +99,10 @@ def test_two_ranks_equal_one_process():
 
 
 def test_batch_must_divide_over_workers():
-    s = Solver(param(), rank=0, world_size=3, allreduce=lambda t: None,
+    # Found when the solver is made, before any test pass or iteration.
+    with pytest.raises(CaffeError, match="^<solver>: train net: batch_size 8 does not divide over 3 workers"):
+        Solver(param(), rank=0, world_size=3, allreduce=lambda t: None,
                log=TrainingLog(enabled=False), train_feed=feed)
-    with pytest.raises(CaffeError, match="does not divide over 3 workers"):
-        s.solve()
 
 
 def test_init_layers_copies_only_named_layers(tmp_path):

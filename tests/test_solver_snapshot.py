@@ -273,3 +273,33 @@ def test_cli_resume_and_errors(tmp_path, monkeypatch, capsys):
     assert code.value.code == 1
     err = capsys.readouterr().err
     assert "not both" in err and "Traceback" not in err
+
+
+def test_caffemodel_given_as_solverstate(tmp_path):
+    """A caffemodel where a .solverstate belongs is named as such (by suffix, or by content: a
+    NetParameter's first field is its name string or a layer), not 'incorrect length of history
+    blobs'; Caffe HDF5 weights likewise. A real solverstate under another name still reads."""
+    make(param(tmp_path, 2)).solve()
+    model = tmp_path / "snap_iter_2.caffemodel"
+    msg = r"is not a \.solverstate \(it looks like a caffemodel: resume takes PREFIX_iter_N\.solverstate"
+    with pytest.raises(CaffeError, match=rf"snap_iter_2\.caffemodel {msg}"):
+        make(param(tmp_path, 4)).restore(str(model))
+    renamed = tmp_path / "model.solverstate"
+    renamed.write_bytes(model.read_bytes())              # current format: name, then layers
+    with pytest.raises(CaffeError, match=rf"model\.solverstate {msg}"):
+        solverstate.read(str(renamed))
+    for net in (pb.NetParameter(layer=[pb.LayerParameter(name="ip1", type="InnerProduct")]),
+                pb.NetParameter(layers=[pb.V1LayerParameter(name="ip1", type=pb.V1LayerParameter.INNER_PRODUCT)])):
+        renamed.write_bytes(net.SerializeToString())     # no name: a layer (field 100 or V1's 2) first
+        with pytest.raises(CaffeError, match=msg):
+            solverstate.read(str(renamed))
+    h5 = tmp_path / "w.caffemodel.h5"
+    with h5py.File(h5, "w") as h:
+        h.create_group("data").create_group("ip1").create_dataset("0", data=np.zeros((16, K), np.float32))
+    with pytest.raises(CaffeError, match=r"w\.caffemodel\.h5 is not a \.solverstate \(it looks like Caffe HDF5 weights"):
+        solverstate.read(str(h5))
+    # a state with iter 0 starts with learned_net (field 2, like V1 layers): still a state
+    state = tmp_path / "zero.bin"
+    solverstate.write(str(state), pb.SolverState(iter=0, learned_net="x_iter_0.caffemodel"), [np.ones(3, np.float32)])
+    got, history = solverstate.read(str(state))
+    assert got.learned_net == "x_iter_0.caffemodel" and history[0].tolist() == [1, 1, 1]

@@ -499,3 +499,82 @@ def test_copy_into_a_double_net_takes_the_conversion_path(tmp_path):
     assert net.params["conv1"][0].dtype == torch.float64
     np.testing.assert_array_equal(net.params["conv1"][0].detach().numpy(), w.astype(np.float64))
     np.testing.assert_array_equal(net.params["conv1"][1].detach().numpy(), b.astype(np.float64))
+
+
+# -- files of another kind given as weights ----------------------------------------------------
+
+def _tiny_weights(tmp_path):
+    w = {"conv1": ("Convolution", [randn(4, 3, 3, 3), randn(4)]),
+         "conv2": ("Convolution", [randn(2, 4, 1, 1), randn(2)])}
+    path = str(tmp_path / "tiny.caffemodel")
+    weights.write_weights(path, w)
+    return path, w
+
+
+@pytest.mark.parametrize("suffix,kind", [(".safetensors", "safetensors"), (".pth", "PyTorch"), (".pt", "PyTorch")])
+def test_state_dict_given_as_weights_is_named_with_the_conversion(tmp_path, suffix, kind):
+    """A safetensors or torch.save (zip) file is refused before parsing, saying what it is and
+    the conversion; that conversion then loads, with the same values."""
+    from vgg_caffe import weights_convert
+    src, w = _tiny_weights(tmp_path)
+    sd = str(tmp_path / f"tiny{suffix}")
+    weights_convert.convert(src, sd)
+    head = open(sd, "rb").read(9)
+    assert head[8:9] == b"{" if kind == "safetensors" else head[:4] == b"PK\x03\x04"
+    msg = (rf"tiny{suffix} is a {kind} file, not a \.caffemodel or Caffe HDF5 file; convert it with "
+           rf"tools/convert_caffemodel\.py .*tiny{suffix} OUT\.caffemodel$")
+    net = Net(tiny_prototxt(), phase="TEST")
+    before = [p.detach().clone() for p in net.params["conv1"]]
+    with pytest.raises(CaffeError, match=msg):
+        weights.read_weights(sd)
+    with pytest.raises(CaffeError, match=msg):
+        net.copy_from(sd)
+    assert all(torch.equal(a, b) for a, b in zip(before, net.params["conv1"]))
+    back = str(tmp_path / "back.caffemodel")
+    weights_convert.convert(sd, back)
+    net.copy_from(back)
+    np.testing.assert_array_equal(net.params["conv1"][0].detach().numpy(), w["conv1"][1][0])
+
+
+def test_foreign_content_under_a_caffemodel_name(tmp_path):
+    """Detected by content whatever the name: safetensors, zip and legacy-pickle torch files,
+    with a hint to rename them (the converter goes by suffix)."""
+    from safetensors.numpy import save_file
+    st = tmp_path / "st.caffemodel"
+    save_file({"conv1.0": randn(2, 3)}, str(st))
+    with pytest.raises(CaffeError, match=r"st\.caffemodel is a safetensors file.*give it a \.safetensors name"):
+        weights.read_weights(str(st))
+    zipped = tmp_path / "zip.caffemodel"
+    torch.save({"conv1.0": torch.zeros(2)}, str(zipped))
+    with pytest.raises(CaffeError, match=r"zip\.caffemodel is a PyTorch file.*give it a \.pth name"):
+        weights.read_weights(str(zipped))
+    legacy = tmp_path / "legacy.caffemodel"
+    torch.save({"conv1.0": torch.zeros(2)}, str(legacy), _use_new_zipfile_serialization=False)
+    assert legacy.read_bytes()[:1] == b"\x80"
+    with pytest.raises(CaffeError, match=r"legacy\.caffemodel is a PyTorch file"):
+        weights.read_weights(str(legacy))
+
+
+@pytest.mark.parametrize("name,iteration", [("snap_iter_5.solverstate", 5), ("renamed.caffemodel", 5),
+                                            ("zero_iter.caffemodel", 0), ("snap_iter_5.solverstate.h5", 5)])
+def test_solverstate_given_as_weights(tmp_path, name, iteration):
+    """A solverstate (binary, by suffix or by content: iter as field 1, or learned_net's file
+    name when iter is 0; or HDF5) is named as such, not 'corrupt caffemodel at byte 2'."""
+    from vgg_caffe import solverstate
+    path = str(tmp_path / name)
+    state = pb.SolverState(iter=iteration, learned_net=str(tmp_path / "snap_iter_5.caffemodel"))
+    solverstate.write(path, state, [randn(4, 3, 3, 3), randn(4)])
+    net = Net(tiny_prototxt(), phase="TEST")
+    msg = rf"{name} is (a|an HDF5) \.solverstate .*not .*weights.*solve --snapshot"
+    with pytest.raises(CaffeError, match=msg):
+        weights.read_weights(path)
+    with pytest.raises(CaffeError, match=msg):
+        net.copy_from(path)
+
+
+@pytest.mark.parametrize("make", [current_net, v1_net])
+def test_real_caffemodels_are_not_taken_for_foreign_files(tmp_path, make):
+    net = make()
+    for name in ("m.caffemodel", "m.bin", "m"):
+        got = weights.read_weights(save(tmp_path, net, name))
+        assert list(got) == [l.name for l in (net.layer or net.layers)]

@@ -3,8 +3,9 @@
 
 Three panels against iterations (or seconds since the start): the train loss (and the test loss
 when the test net outputs one), every test output whose name contains "accuracy", and the
-learning rate (log scale). Reads the same logs as tools/parse_log.py; drawn with matplotlib (Agg,
-no display needed). The output format follows the suffix (png, svg, pdf).
+learning rate (log scale, drawn as the step function it is). Reads the same logs as
+tools/parse_log.py; drawn with matplotlib (Agg, no display needed). The output format follows the
+suffix (png, svg, pdf).
 """
 import argparse
 import io
@@ -38,9 +39,14 @@ def plot(train, test, x="iters", title=None):
         pts = [(r[key], r[name]) for r in test if name in r]
         acc_ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=3, label=f"test {name}")
     acc_ax.set_ylabel("test accuracy")
+    # The rate is a step function. A train row's LearningRate is the "lr =" line logged after the
+    # previous row's outputs (Caffe's parse_log semantics), i.e. the rate of the iterations from the
+    # previous row up to this one: each value holds on the interval that ends at its row, which is
+    # matplotlib's "steps-pre" (a drop at iteration N shows as a vertical step at N, no ramp).
     pts = [(r[key], r["LearningRate"]) for r in train if r["LearningRate"] == r["LearningRate"]]
     if pts:
-        lr_ax.plot([p[0] for p in pts], [p[1] for p in pts], "-", color="tab:green", label="learning rate")
+        lr_ax.plot([p[0] for p in pts], [p[1] for p in pts], "-", drawstyle="steps-pre", color="tab:green",
+                   label="learning rate")
         if all(p[1] > 0 for p in pts):
             lr_ax.set_yscale("log")
     lr_ax.set_ylabel("learning rate")

@@ -28,15 +28,16 @@ Change = namedtuple("Change", "name new_type weight_shape transpose")
 # Shape inference (no weights allocated)
 # ----------------------------------------------------------------------------------------------
 
-def bottom_shapes(net_param, input_shapes=None):
+def bottom_shapes(net_param, input_shapes=None, source=None):
     """{layer name: [bottom shapes]} at the net's declared (or given) input shapes.
 
-    The net is built on torch's "meta" device, so a VGG-16 costs no memory here.
+    The net is built on torch's "meta" device, so a VGG-16 costs no memory here. source: the file
+    errors name.
     """
     from .net import Net
 
     with _meta_device():
-        net = Net(net_param, phase="TEST", input_shapes=input_shapes)
+        net = Net(net_param, phase="TEST", input_shapes=input_shapes, source=source)
     return {name: [tuple(s) for s in layer.bottom_shapes]
             for name, layer in zip(net.layer_names, net.layers.values())}, net
 
@@ -59,7 +60,7 @@ def to_dense(net_param, layers=None, input_shapes=None, source="<net>"):
     layers: names to convert (default: every InnerProduct layer).
     """
     net_param = upgrade_net(net_param, source)
-    shapes, _ = bottom_shapes(net_param, input_shapes)
+    shapes, _ = bottom_shapes(net_param, input_shapes, source)
     by_name = {lp.name: lp for lp in net_param.layer}
     targets = _targets(net_param, layers, "InnerProduct", source)
     out = pb.NetParameter()
@@ -111,7 +112,7 @@ def to_fc(net_param, layers=None, input_shapes=None, source="<net>"):
     declared input size, which is what to_dense produces when the input is crop-sized).
     """
     net_param = upgrade_net(net_param, source)
-    shapes, _ = bottom_shapes(net_param, input_shapes)
+    shapes, _ = bottom_shapes(net_param, input_shapes, source)
     chosen = set(layers) if layers else None
     if chosen:
         _targets(net_param, layers, "Convolution", source)
@@ -173,9 +174,12 @@ def _kernel(p):
 
 def _check_builds(net_param, input_shapes, source, what):
     try:
-        bottom_shapes(net_param, input_shapes)
+        bottom_shapes(net_param, input_shapes, source)
     except CaffeError as e:
-        raise CaffeError(f"{source}: the {what} net does not build: {e}") from None
+        reason = str(e)
+        if reason.startswith(f"{source}: "):
+            reason = reason[len(source) + 2:]
+        raise CaffeError(f"{source}: the {what} net does not build: {reason}") from None
 
 
 def _reshape_embedded_blobs(lp, change):
@@ -216,24 +220,29 @@ def convert_blob(array, index, change):
     return np.ascontiguousarray(array.reshape(shape))
 
 
-def convert_weights(weights, changes):
+def convert_weights(weights, changes, source=None):
     """Apply `changes` to weights read by vgg_caffe.weights.read_weights:
     OrderedDict[layer, (type, [arrays])] -> the same with the converted layers reshaped and retyped.
-    Layers of the file the net does not have pass through untouched (Caffe ignores them)."""
+    Layers of the file the net does not have pass through untouched (Caffe ignores them).
+    source: the weights file errors name."""
+    where = f"{source}: " if source else ""
     by_name = {c.name: c for c in changes}
+    missing = [c.name for c in changes if c.name not in weights]
+    if missing:
+        raise CaffeError(f"{where}the weights have no layer {', '.join(repr(m) for m in missing)} "
+                         "(is this the weights file of this net?)")
     out = OrderedDict()
     for name, (type_name, blobs) in weights.items():
         change = by_name.get(name)
         if change is None:
             out[name] = (type_name, list(blobs))
-        else:
+            continue
+        try:
             # None: a blob an HDF5 file leaves out (shared with another layer); nothing to reshape.
             out[name] = (change.new_type, [None if b is None else convert_blob(b, i, change)
                                            for i, b in enumerate(blobs)])
-    missing = [c.name for c in changes if c.name not in weights]
-    if missing:
-        raise CaffeError(f"the weights have no layer {', '.join(repr(m) for m in missing)} "
-                         "(is this the weights file of this net?)")
+        except CaffeError as e:
+            raise CaffeError(f"{where}{e}") from None
     return out
 
 
@@ -243,7 +252,7 @@ def dense_net(net, layers=None):
 
     dense_param, changes = to_dense(net.net_param, layers, source=net.source)
     by_name = {c.name: c for c in changes}
-    dense = Net(dense_param, phase=net.phase)
+    dense = Net(dense_param, phase=net.phase, source=net.source)
     for name, layer in zip(dense.layer_names, dense.layers.values()):
         if not len(layer.blobs):
             continue
@@ -265,15 +274,15 @@ def convert_files(direction, model, weights, out_model, out_weights=None, layers
     converted pair. Returns the list of Changes."""
     from .proto import read_net, write_message
 
+    if weights and not out_weights:   # before anything is read or written
+        raise CaffeError("--out-weights is required with --weights")
     net_param = read_net(model)
     convert = to_dense if direction == "to-dense" else to_fc
     new_param, changes = convert(net_param, layers, source=model)
     write_message(out_model, new_param, binary=False)
     if weights:
-        if not out_weights:
-            raise CaffeError("--out-weights is required with --weights")
         from . import weights as weights_io
 
-        converted = convert_weights(weights_io.read_weights(weights), changes)
+        converted = convert_weights(weights_io.read_weights(weights), changes, source=weights)
         weights_io.write_weights(out_weights, converted, net_name=new_param.name)
     return changes

@@ -27,6 +27,7 @@ import io
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections import OrderedDict
@@ -161,6 +162,17 @@ def crops(x, crop, grid, flip):
 # A model and its protocols
 # ----------------------------------------------------------------------------------------------
 
+def load_weights(net, weights, strict=True):
+    """Copy `weights` into `net`; strict: every learnable layer of the net must be in the file."""
+    try:
+        for path in [weights] if isinstance(weights, (str, os.PathLike)) else weights:
+            net.copy_from(path, strict=strict)
+    except CaffeError as e:
+        # The loader's hint names its Python argument; the command line's flag is --no-strict.
+        text = re.sub(r"\(pass strict=False[^)]*\)", "(pass --no-strict to evaluate with them as initialised)", str(e))
+        raise CaffeError(text) from None
+
+
 def score_blob(net):
     """The blob holding class scores: the bottom of a final Softmax, else the single output."""
     outputs = net.output_names
@@ -176,10 +188,13 @@ class Model:
     """One trained net under the test protocols: the FC net for crops, its dense twin for whole
     images (sharing the weights), posteriors as float64 numpy vectors."""
 
-    def __init__(self, model, weights, device="cpu", mean=VGG_MEAN, batch_size=50, score=None, name=None):
+    def __init__(self, model, weights, device="cpu", mean=VGG_MEAN, batch_size=50, score=None, name=None,
+                 strict=True):
         from .net import Net
 
-        self.net = Net(model, phase="TEST", weights=weights)
+        self.net = Net(model, phase="TEST")
+        if weights:
+            load_weights(self.net, weights, strict)
         self.net.to(device).eval()
         self.device = device
         self.mean = mean
@@ -288,7 +303,7 @@ def format_table(rows):
     cells = [COLUMNS] + [(r["config"], r["method"], r["train_scale"], r["test_scale"],
                           f"{r['top1_error']:.1f}", f"{r['top5_error']:.1f}") for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
-    line = "+".join("-" * (w + 2) for w in widths)
+    line = "-+-".join("-" * w for w in widths)   # "+" under each " | " of the rows
     text = [" | ".join(c.ljust(w) for c, w in zip(cells[0], widths)), line]
     text += [" | ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells[1:]]
     return "\n".join(text)
@@ -448,6 +463,9 @@ def build_parser():
     p.add_argument("--mean-value", type=float, nargs=3, default=list(VGG_MEAN), metavar=("B", "G", "R"),
                    help="mean pixel subtracted from BGR 0..255 input (default the VGG mean 103.939 116.779 123.68)")
     p.add_argument("--mean-file", help="a mean .binaryproto; its per-channel average is used as the mean pixel")
+    p.add_argument("--no-strict", action="store_true",
+                   help="evaluate even when the weights leave some learnable layers of the net out "
+                        "(they keep their initial values); by default that is an error")
     p.add_argument("--score-blob", help="blob holding class scores (default: the bottom of the final Softmax)")
     p.add_argument("--batch-size", type=int, default=50, help="crops per forward pass (default 50)")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
@@ -488,7 +506,7 @@ def main(argv=None):
     models = []
     for i in range(n):
         m = Model(args.model[i], args.weights[i], args.device, mean, args.batch_size, args.score_blob,
-                  names[i] if i < len(names) else None)
+                  names[i] if i < len(names) else None, strict=not args.no_strict)
         models.append((m, train[i] if train else None))
     if args.scales:
         try:

@@ -60,6 +60,10 @@ class HDF5Weights:
             raise
 
     def _index(self, layer_cls):
+        if "data" not in self.file and "history" in self.file and "iter" in self.file:
+            raise CaffeError(f"{self.path} is an HDF5 .solverstate (the solver's iteration and momentum "
+                             "history), not Caffe HDF5 weights: weights are the PREFIX_iter_N.caffemodel.h5 "
+                             f"written beside it; to continue that training run use `solve --snapshot {self.path}`")
         if "data" not in self.file or not isinstance(self.file["data"], h5py.Group):
             raise CaffeError(f"{self.path}: no group 'data'; Caffe's HDF5 weights have data/<layer>/<blob "
                              f"index> (top-level names here: {', '.join(self.file.keys()) or 'none'})")

@@ -2,6 +2,9 @@
 
     python -m vgg_caffe.info NET.prototxt [--phase TRAIN|TEST] [--input-shape data=1,3,224,224]
 
+Without --phase the TEST net is shown, or the TRAIN net when only that one builds (a snapshot the
+solver wrote from a train_val net holds the TRAIN data layer alone); a note on stderr says so.
+
 Any prototxt (or caffemodel) Net reads, V1 included. Shapes come from the same shape inference
 the runtime uses (vgg_caffe.net.Net through the layer registry), built on torch's "meta" device
 so no weights are allocated: VGG-19 is summarised instantly. Data layers that read a database
@@ -16,6 +19,7 @@ window moves for one step along the blob (jump), along the height axis, from eac
 """
 import argparse
 import json
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -82,13 +86,38 @@ def _is_declared_data_layer(lp):
     return lp.type != "Input" and not len(lp.bottom) and len(lp.top) > 0
 
 
-def shape_net(model, phase="TEST", input_shapes=None, level=0, stages=()):
+def shape_net(model, phase="TEST", input_shapes=None, level=0, stages=(), source=None):
     """A Net (weights on the meta device) of `model` in `phase`, data layers replaced by Input
-    layers of their declared or given shapes."""
-    net_param, source = load_net_param(model)
+    layers of their declared or given shapes.
+
+    phase=None picks it: TEST, or TRAIN when only the TRAIN net builds (a caffemodel the solver
+    wrote from a train_val net keeps only the TRAIN data layer); the Net's `phase_note` then says
+    so. When neither builds, the TEST error is raised, with a hint to pass --phase TRAIN unless
+    the TRAIN net fails the same way (a mistake in the file, not in the phase).
+    source: the file to name in errors when `model` is a NetParameter."""
+    net_param, loaded_from = load_net_param(model)
+    source = source or loaded_from
     for lp in net_param.layer:  # a caffemodel's weights are not needed for shapes
         del lp.blobs[:]
-    phase = phase_value(phase)
+    if phase is not None:
+        return _shape_net(net_param, source, phase_value(phase), input_shapes, level, stages)
+    try:
+        return _shape_net(net_param, source, pb.TEST, input_shapes, level, stages)
+    except CaffeError as e:
+        test_error = str(e)
+    try:
+        net = _shape_net(net_param, source, pb.TRAIN, input_shapes, level, stages)
+    except CaffeError as e:
+        if str(e) == test_error:   # not a matter of phase: the same error either way
+            raise
+        raise CaffeError(f"{test_error} (in the default TEST phase; pass --phase TRAIN to show the "
+                         "training net)") from None
+    reason = test_error[len(source) + 2:] if test_error.startswith(f"{source}: ") else test_error
+    net.phase_note = f"{source}: showing the TRAIN net, as the TEST net does not build ({reason}); pass --phase to choose"
+    return net
+
+
+def _shape_net(net_param, source, phase, input_shapes, level, stages):
     input_shapes = dict(input_shapes or {})
     kept = pb.NetParameter(name=net_param.name)
     stand_ins = {}   # layer name -> its own type, for the layers shown through an Input stand-in
@@ -113,14 +142,16 @@ def shape_net(model, phase="TEST", input_shapes=None, level=0, stages=()):
         raise CaffeError(f"{source}: --input-shape names {', '.join(sorted(unknown))}, but the net's inputs "
                          f"are {', '.join(sorted(known)) or 'none'}")
     with torch.device("meta"):
-        net = Net(kept, phase, level, stages, input_shapes=input_shapes)
+        net = Net(kept, phase, level, stages, input_shapes=input_shapes, source=source)
     net.source = source
     net.stand_ins = stand_ins
+    net.phase_note = None
     return net
 
 
 def summarize(model, phase="TEST", input_shapes=None):
-    """(rows, totals) for `model`; totals has params (each shared blob once), macs and outputs."""
+    """(rows, totals) for `model`; totals has params (each shared blob once), macs and outputs,
+    and `note` (None, or why phase=None showed the TRAIN net)."""
     net = shape_net(model, phase, input_shapes)
     rf = {}
     rows = []
@@ -139,7 +170,7 @@ def summarize(model, phase="TEST", input_shapes=None):
                         int(layer.param_count()), int(layer.multiply_adds()), field))
     totals = {"params": sum(int(p.numel()) for _, _, p, _ in net.learnable()),
               "macs": sum(r.macs for r in rows), "outputs": list(net.output_names),
-              "name": net.net_param.name, "phase": net.phase_name}
+              "name": net.net_param.name, "phase": net.phase_name, "note": net.phase_note}
     return rows, totals
 
 
@@ -171,12 +202,15 @@ def format_table(rows, totals):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m vgg_caffe.info", description=__doc__.split("\n\n")[0])
     ap.add_argument("model", help="a net prototxt (current or V1 format) or caffemodel")
-    ap.add_argument("--phase", default="TEST", choices=("TRAIN", "TEST"))
+    ap.add_argument("--phase", choices=("TRAIN", "TEST"),
+                    help="default TEST, or TRAIN when only the TRAIN net builds (a solver's snapshot)")
     ap.add_argument("--input-shape", action="append", default=[], metavar="BLOB=N,C,H,W",
                     help="shape of an input or data top (repeatable)")
     args = ap.parse_args(argv)
     shapes = dict(parse_shape_arg(s) for s in args.input_shape)
     rows, totals = summarize(args.model, args.phase, shapes)
+    if totals["note"]:
+        print(f"note: {totals['note']}", file=sys.stderr)
     print(format_table(rows, totals))
     return 0
 

@@ -120,6 +120,7 @@ class Solver:
         self.net = self._init_train_net(batch_scale)
         self.net.fill(self.seed)
         self.test_nets = self._init_test_nets()   # filled, then sharing the train net's blobs
+        self._check_batch_split()                  # before any weights are read or a test runs
         for path in param.weights:
             self.load_weights(path, init_layers)
         self.net.to(self.device)
@@ -205,8 +206,9 @@ class Solver:
         field = given[0]
         if field.endswith("_param"):
             model = net_param = upgrade_net(getattr(p, field), where)
+            net_source = where          # the net is written inside the solver file
         else:
-            model = self._existing(getattr(p, field))
+            model = net_source = self._existing(getattr(p, field))
             net_param = read_net(model)
         if batch_scale != 1:
             from .parallel import scale_batch_size
@@ -215,8 +217,37 @@ class Solver:
         state.MergeFrom(net_param.state)
         state.MergeFrom(p.train_state)
         self.log.info(f"Creating training net from {field}" + ("" if field.endswith("_param") else f" file {getattr(p, field)}"))
-        # A path lets the net's errors name its file.
-        return Net(model, phase=state.phase, level=state.level, stages=list(state.stage))
+        # The net's errors name its file (the solver's, for a net_param written inside it).
+        return Net(model, phase=state.phase, level=state.level, stages=list(state.stage), source=net_source)
+
+    def _check_batch_split(self):
+        """In a parallel job, every batch must split over the workers: the train batch evenly (the
+        averaged gradient is then the batch's), a test batch into non-empty shares. Checked once the
+        nets are built, so a bad batch size fails before the first test pass or iteration."""
+        if self.world_size == 1:
+            return
+        from .parallel import sample_slice
+        for net, what, even in [(self.net, "train net", True)] + [(tn, f"test net #{i}", False)
+                                                                 for i, tn in enumerate(self.test_nets)]:
+            total = self._declared_batch(net)
+            if total is None:
+                continue
+            try:
+                sample_slice(total, self.rank, self.world_size, even=even)
+            except CaffeError as e:
+                raise CaffeError(f"{net.source}: {what}: {e}") from None
+
+    @staticmethod
+    def _declared_batch(net):
+        """The global batch of `net` as its data layers (or inputs) declare it; None without any."""
+        for layer in net.data_layers:
+            if layer.top_shapes and layer.top_shapes[0]:
+                return int(layer.top_shapes[0][0])
+        for name in net.input_names:
+            shape = net.blob_shapes.get(name)
+            if shape:
+                return int(shape[0])
+        return None
 
     def _existing(self, path):
         resolved = resolve_path(path, self.base_dir)
@@ -248,20 +279,22 @@ class Solver:
                 kind, j = specific[i]
                 if kind == "test_net_param":
                     model = net_param = upgrade_net(p.test_net_param[j], where)
+                    net_source = where
                 else:
-                    model = self._existing(p.test_net[j])
+                    model = net_source = self._existing(p.test_net[j])
                     net_param = read_net(model)
             elif p.HasField("net_param"):
                 model = net_param = upgrade_net(p.net_param, where)
+                net_source = where
             else:
-                model = self._existing(p.net)
+                model = net_source = self._existing(p.net)
                 net_param = read_net(model)
             state = pb.NetState(phase=pb.TEST)
             state.MergeFrom(net_param.state)
             if len(p.test_state):
                 state.MergeFrom(p.test_state[i])
             self.log.info(f"Creating test net (#{i})")
-            net = Net(model, phase=state.phase, level=state.level, stages=list(state.stage))
+            net = Net(model, phase=state.phase, level=state.level, stages=list(state.stage), source=net_source)
             net.fill(self.seed + 1 + i)
             self._share_trained_layers(net)
             nets.append(net)
@@ -413,13 +446,9 @@ class Solver:
     def _global_batch(self, net):
         # The data layers' declared batch is the global batch; net.blob_shapes follows the last
         # forward pass, which in a parallel job holds only this process's slice.
-        for layer in net.data_layers:
-            if layer.top_shapes and layer.top_shapes[0]:
-                return int(layer.top_shapes[0][0])
-        for name in net.input_names:
-            shape = net.blob_shapes.get(name)
-            if shape:
-                return int(shape[0])
+        total = self._declared_batch(net)
+        if total is not None:
+            return total
         raise CaffeError(f"{net.source}: the net has no data layer or input to train on")
 
     def _inputs(self, net, feed, index, window):

@@ -56,6 +56,9 @@ def read(path):
         data = f.read()
     if not data:
         raise CaffeError(f"{path}: the file is empty (expected a binary SolverState)")
+    if path.lower().endswith(".caffemodel") or _looks_like_net(data):
+        raise CaffeError(f"{path} is not a .solverstate (it looks like a caffemodel: resume takes "
+                         "PREFIX_iter_N.solverstate; weights go to --weights)")
     r = wire.Reader(memoryview(data), path, problem="truncated or corrupt SolverState")
     rest = bytearray()
     history = []
@@ -74,6 +77,27 @@ def read(path):
     except Exception as e:  # protobuf's DecodeError
         raise CaffeError(f"{path}: corrupt SolverState ({e})") from None
     return state, history
+
+
+def _looks_like_net(data):
+    """True when the first field is a NetParameter's and cannot be a SolverState's: field 1 as a
+    string (NetParameter.name; SolverState.iter is a varint), field 100 (a layer), or field 2
+    holding a message rather than text (a V1 layer; SolverState.learned_net is a file name)."""
+    r = wire.Reader(memoryview(data), "")
+    try:
+        number, wire_type, start, stop, _ = r.field(0, len(data))
+    except CaffeError:
+        return False
+    if wire_type != wire.LENGTH:
+        return False
+    if number in (1, 100):
+        return True
+    if number == 2:
+        try:
+            return not bytes(data[start:stop]).decode("utf-8").isprintable()
+        except UnicodeDecodeError:
+            return True
+    return False
 
 
 def _history_blob(r, start, stop, index):
@@ -112,6 +136,9 @@ def _read_hdf5(path):
     except OSError as e:
         raise CaffeError(f"{path}: not a readable HDF5 solverstate ({e})") from None
     with h:
+        if "data" in h and "iter" not in h:
+            raise CaffeError(f"{path} is not a .solverstate (it looks like Caffe HDF5 weights: resume takes "
+                             "PREFIX_iter_N.solverstate.h5; weights go to --weights)")
         for name in ("iter", "current_step", "history"):
             if name not in h:
                 raise CaffeError(f"{path}: HDF5 solverstate has no '{name}' (Caffe's layout: iter, "

@@ -142,6 +142,10 @@ def test_damaged_inputs(tmp_path):
     for what in ("truncated.JPEG\ttruncated", "flipped.JPEG\tcannot decode", "missing.JPEG\tmissing file",
                  "no_label_line\tno label", "empty.JPEG\tempty file", "is not an integer"):
         assert what in report, what
+    # Pillow's reason without the stream's repr ("<_io.BytesIO object at 0x...>"): the same every run.
+    assert ("flipped.JPEG\tcannot decode: unknown data OpenCV cannot decode; Pillow: cannot identify image file\n"
+            in report), report
+    assert " at 0x" not in report and "<_io" not in report
     # PNG bytes under a .JPEG name: decoded by content; re-encoded as JPEG (the name's type).
     d = Datum.FromString(records[b"00000003_png_named.JPEG"])
     assert d.data[:3] == b"\xff\xd8\xff"
@@ -220,3 +224,64 @@ def test_resume_after_kill_9(photos, tmp_path):
     # Resuming with other options is refused.
     r = call_tool("convert_imageset", *args[:2], partial, "--resume", "--quiet", check=False)
     assert r.returncode == 1 and "cannot resume" in r.stderr
+
+
+def test_root_missing_or_nothing_readable(photos, tmp_path):
+    """A ROOT that does not exist is refused up front (no DB, no report). A run where every line
+    is skipped exits 1 naming the reason, keeps the skip report and removes the empty DB, so the
+    corrected rerun needs no cleanup; one readable image is enough to succeed."""
+    root, listfile, names = photos
+    db = tmp_path / "db"
+    r = call_tool("convert_imageset", tmp_path / "no_such_root", listfile, db, "--quiet", check=False)
+    assert r.returncode == 1 and "no_such_root: no such directory" in r.stderr and "Traceback" not in r.stderr
+    assert not db.exists() and not (tmp_path / "db.skipped.txt").exists()
+    r = call_tool("convert_imageset", listfile, listfile, db, "--quiet", check=False)
+    assert r.returncode == 1 and "list.txt: not a directory" in r.stderr and not db.exists()
+
+    wrong_root = tmp_path / "empty_root"
+    wrong_root.mkdir()
+    r = call_tool("convert_imageset", wrong_root, listfile, db, "--quiet", check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "no records written: all 5 lines" in r.stderr and "missing file" in r.stderr
+    assert not db.exists()
+    report = (tmp_path / "db.skipped.txt").read_text().splitlines()
+    assert report == [f"{i:08d}_{n}\t{n}\tmissing file" for i, n in enumerate(names)]
+    with pytest.raises(CaffeError, match="no records written"):
+        convert_imageset(str(wrong_root), str(listfile), str(db), Options(), progress=False, log=lambda *a: None)
+
+    call_tool("convert_imageset", root, listfile, db, "--quiet")     # the fixed rerun
+    assert len(read_lmdb(db)) == 5 and not (tmp_path / "db.skipped.txt").exists()
+
+    (tmp_path / "empty.txt").write_text("\n")
+    with pytest.raises(CaffeError, match="empty.txt: no lines"):
+        convert_imageset(str(root), str(tmp_path / "empty.txt"), str(tmp_path / "e"), Options(),
+                         progress=False, log=lambda *a: None)
+    assert not (tmp_path / "e").exists()
+
+
+def test_encode_type_must_be_writable(photos, tmp_path):
+    """--encode_type gif (or ppm for grey) is refused with the valid list, before a DB exists;
+    a valid type is what the records hold."""
+    root, listfile, names = photos
+    r = call_tool("convert_imageset", root, listfile, tmp_path / "g", "--encoded", "--encode_type", "gif",
+                  check=False)
+    assert r.returncode == 1 and "--encode_type gif" in r.stderr and "Traceback" not in r.stderr
+    valid = r.stderr.split("valid: ")[1].strip().split(", ")
+    assert {"jpg", "png", "bmp", "tiff", "ppm"} <= set(valid) and "gif" not in valid and "pgm" not in valid
+    assert not (tmp_path / "g").exists()
+    with pytest.raises(CaffeError, match=r"--encode_type ppm: .*grey.*valid: .*\bpgm\b"):
+        convert_imageset(str(root), str(listfile), str(tmp_path / "p"), Options(encoded=True, gray=True,
+                         encode_type="ppm"), progress=False, log=lambda *a: None)
+    magic = {"bmp": b"BM", "pgm": b"P5", "ppm": b"P6", "tif": b"II*\x00"}
+    for ext, gray in (("BMP", False), (".pgm", True), ("ppm", False), ("tif", False)):
+        db = tmp_path / f"enc_{ext.strip('.')}"
+        convert_imageset(str(root), str(listfile), str(db), Options(encoded=True, gray=gray, encode_type=ext),
+                         progress=False, log=lambda *a: None)
+        ext = ext.lower().strip(".")
+        d = Datum.FromString(read_lmdb(db)[b"00000001_cls a/chelsea.jpg"])
+        assert d.encoded and d.data.startswith(magic[ext]), ext
+        flag = cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR
+        np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(d.data, np.uint8), flag),
+                                      cv2.imread(str(root / "cls a/chelsea.jpg"), flag))
+        import json
+        assert json.loads((db / "convert_imageset.json").read_text())["options"]["encode_type"] == ext

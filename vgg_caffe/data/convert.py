@@ -13,12 +13,15 @@ to one process (results are written in key order), a seeded shuffle (--seed; Num
 vgg_caffe.rng.key("convert_imageset", seed): Caffe's shuffle is not reproducible, resume needs it to
 be), --resume (LMDB commits are atomic: the lines whose key is not committed are converted, which
 gives exactly the records of an uninterrupted run), decoding by content, and a report of every
-skipped line (DB.skipped.txt) instead of silent drops.
+skipped line (DB.skipped.txt) instead of silent drops. A ROOT that is not a folder, an
+--encode_type OpenCV cannot write, and a run that writes no record at all (every line skipped:
+the report stays, the empty DB goes) are errors rather than an empty database.
 """
 import hashlib
 import json
 import multiprocessing
 import os
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -131,7 +134,8 @@ def convert_one(root, path, label, opts):
         if not resized and _keep_bytes(data, want, opts):
             d = datum_io.from_encoded(data, label)
         else:
-            ext = want if want in ("jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp") else "png"
+            # --encode_type was checked up front; a file name's extension may be anything.
+            ext = want if image.can_write(want, 1 if opts.gray else 3) else "png"
             d = datum_io.from_encoded(image.encode(img, ext), label)
     else:
         d = datum_io.from_image(img, label)
@@ -203,7 +207,17 @@ def convert_imageset(root, listfile, db_path, opts, workers=1, resume=False, com
         raise CaffeError("--encode_type needs --encoded")
     if opts.encode_type:
         opts.encode_type = opts.encode_type.lower().lstrip(".")
+        channels = 1 if opts.gray else 3
+        if not image.can_write(opts.encode_type, channels):
+            kind = "grey (--gray)" if opts.gray else "colour"
+            raise CaffeError(f"--encode_type {opts.encode_type}: OpenCV cannot write that for {kind} images; "
+                             f"valid: {', '.join(image.writable_encodings(channels))}")
+    if not os.path.isdir(root):
+        what = "not a directory" if os.path.exists(root) else "no such directory"
+        raise CaffeError(f"{root}: {what} (ROOT, the folder the list's paths are relative to)")
     entries, bad = read_list(listfile)
+    if not entries and not bad:
+        raise CaffeError(f"{listfile}: no lines (expected 'relative/path label' lines)")
     meta = {"list": os.path.abspath(listfile), "list_sha256": _list_digest(listfile),
             "root": os.path.abspath(root), "options": asdict(opts)}
     meta_path = os.path.join(db_path, META_NAME)
@@ -219,9 +233,11 @@ def convert_imageset(root, listfile, db_path, opts, workers=1, resume=False, com
                              f"run ({', '.join(diffs)}: was {[old.get(k) for k in diffs]})")
         done = committed_keys(db_path)
         writer = Writer(db_path, commit_every, map_size, create=False)
+        created = False
     else:
         done = set()
         writer = Writer(db_path, commit_every, map_size, create=True)
+        created = True
         atomic_write(meta_path, json.dumps(meta, indent=1) + "\n")
 
     todo = []
@@ -280,6 +296,16 @@ def convert_imageset(root, listfile, db_path, opts, workers=1, resume=False, com
         atomic_write(report, "".join(x + "\n" for x in lines))
     elif os.path.exists(report):
         os.remove(report)
+    if count == 0:
+        # Nothing to train on: an error, not an empty database. One this run made goes (so a
+        # rerun after fixing ROOT or the list needs no cleanup); the skip report stays.
+        if created:
+            shutil.rmtree(db_path, ignore_errors=True)
+        first = lines[0].split("\t")[-1]
+        gone = "; the empty database was removed" if created else ""
+        raise CaffeError(f"{db_path}: no records written: all {len(lines)} lines of {listfile} were skipped "
+                         f"({len(bad)} bad list lines, {len(skipped)} unreadable images; the first: {first}); "
+                         f"see {report}{gone}")
     log(f"Processed {count} files ({len(todo) - len(skipped)} in this run).")
     if lines:
         log(f"Skipped {len(lines)} lines ({len(bad)} bad list lines, {len(skipped)} unreadable images); "

@@ -12,6 +12,7 @@ with three additions that real ImageNet files need:
 Arrays are always 3-D (H, W, C) with C = 3 (BGR) or 1 (grey).
 """
 import io
+import re
 
 import cv2
 import numpy as np
@@ -96,8 +97,55 @@ def _decode_pillow(data, mode, why):
             gray = mode == GRAY or (mode == NATIVE and im.mode in ("1", "L", "LA", "I", "I;16", "F"))
             arr = np.asarray(im.convert("L" if gray else "RGB"))
     except Exception as e:  # Pillow raises many types for bad data
-        raise DecodeError(f"cannot decode: {why}; Pillow: {e}") from None
+        raise DecodeError(f"cannot decode: {why}; Pillow: {pillow_reason(e)}") from None
     return np.ascontiguousarray(arr[:, :, None] if gray else arr[:, :, ::-1])
+
+
+# Python reprs with an address, e.g. "<_io.BytesIO object at 0x7f3a2c1d5e90>"
+_REPR = re.compile(r"\s*<[^<>]*\bat 0x[0-9a-fA-F]+>")
+
+
+def pillow_reason(error):
+    """Pillow's message without object reprs (Pillow names the stream: "cannot identify image
+    file <_io.BytesIO object at 0x...>"), so a skip report is stable from run to run."""
+    text = _REPR.sub("", str(error)).strip()
+    return text or type(error).__name__
+
+
+# What --encode_type may name: formats OpenCV writes from 8-bit images and reads back as 8-bit
+# images. GIF is left out (OpenCV's writer quantises to a 256-colour palette, and cannot write
+# grey), as are the float formats (PFM, HDR, EXR) and JPEG 2000 (fails on small images).
+ENCODE_CANDIDATES = ("jpg", "jpeg", "jpe", "png", "bmp", "dib", "tif", "tiff", "webp", "ppm", "pgm",
+                     "pnm", "sr", "ras", "avif")
+_CAN_WRITE = {}
+
+
+def can_write(ext, channels):
+    """Whether OpenCV here encodes a (H, W, channels) uint8 image as `ext` and decodes it back
+    (probed once on a tiny image; PPM only takes colour, PGM only grey)."""
+    ext = ext.lower().lstrip(".")
+    key = (ext, channels)
+    if key not in _CAN_WRITE:
+        ok = False
+        if ext in ENCODE_CANDIDATES:
+            probe = np.full((2, 2, channels), 128, np.uint8)
+            level = cv2.utils.logging.getLogLevel()
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+            try:
+                done, buf = cv2.imencode("." + ext, probe)
+                back = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if done else None
+                ok = back is not None and back.dtype == np.uint8 and back.shape[:2] == (2, 2)
+            except cv2.error:
+                ok = False
+            finally:
+                cv2.utils.logging.setLogLevel(level)
+        _CAN_WRITE[key] = ok
+    return _CAN_WRITE[key]
+
+
+def writable_encodings(channels):
+    """The ENCODE_CANDIDATES OpenCV here can write for images of `channels` channels."""
+    return [ext for ext in ENCODE_CANDIDATES if can_write(ext, channels)]
 
 
 def encode(img, ext):
