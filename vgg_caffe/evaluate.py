@@ -27,7 +27,6 @@ import io
 import json
 import math
 import os
-import re
 import sys
 import time
 from collections import OrderedDict
@@ -164,13 +163,8 @@ def crops(x, crop, grid, flip):
 
 def load_weights(net, weights, strict=True):
     """Copy `weights` into `net`; strict: every learnable layer of the net must be in the file."""
-    try:
-        for path in [weights] if isinstance(weights, (str, os.PathLike)) else weights:
-            net.copy_from(path, strict=strict)
-    except CaffeError as e:
-        # The loader's hint names its Python argument; the command line's flag is --no-strict.
-        text = re.sub(r"\(pass strict=False[^)]*\)", "(pass --no-strict to evaluate with them as initialised)", str(e))
-        raise CaffeError(text) from None
+    for path in [weights] if isinstance(weights, (str, os.PathLike)) else weights:
+        net.copy_from(path, strict=strict)
 
 
 def score_blob(net):

@@ -443,7 +443,8 @@ def copy_into(net, path, strict=True, layers=None):
             report.missing = [n for n in learnable if n not in stored or not stored[n].blobs]
         if strict and report.missing:
             raise CaffeError(f"{path}: the net's layer(s) {', '.join(report.missing)} have learnable "
-                             "blobs but the file has none for them (pass strict=False to leave them as they are)")
+                             "blobs but the file has none for them (to keep them as initialised: strict=False in "
+                             "Python, --no-strict on the command line)")
         plan = []
         for n in wanted:
             plan += _plan_layer(path, n, net_layers[n], stored[n], shared[n])
