@@ -88,8 +88,9 @@ def main():
             "speedup_2_workers_over_1": round(runs["convert_2_workers"] / runs["convert_1_worker"], 3),
             "outputs_identical_1_vs_2_workers": same,
             "cpu_count": os.cpu_count(), "machine": platform.machine(),
-            "note": "wall-clock figures from a 2-core machine shared with other jobs (load average ~10); "
-                    "the 2-worker run also has the writing parent competing for the 2 cores",
+            "load_average_1min": round(os.getloadavg()[0], 2),
+            "note": "wall-clock figures; the machine may be shared (see load_average_1min); "
+                "the 2-worker run also has the writing parent competing for the 2 cores",
         }
         atomic_write(OUT, json.dumps(result, indent=1) + "\n")
         print(json.dumps(result, indent=1))

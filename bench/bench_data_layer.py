@@ -104,7 +104,8 @@ def main():
             "speedup_2_workers": round(two / one, 3),
             "cpu_efficiency_2_workers_vs_in_process": round(two_cpu / one_cpu, 3),
             "cpu_count": os.cpu_count(), "machine": platform.machine(),
-            "note": "wall-clock figures from a 2-core machine shared with other jobs (load average ~10); "
+            "load_average_1min": round(os.getloadavg()[0], 2),
+            "note": "wall-clock figures; the machine may be shared (see load_average_1min); "
                 "images per CPU-second (parent + workers) are the load-independent measure",
         }
         atomic_write(OUT, json.dumps(result, indent=1) + "\n")
