@@ -1,22 +1,19 @@
-"""Solver: Caffe's SGD (and Nesterov) solver, its test loop, snapshots and resume.
+"""Solver: Caffe's SGD (and Nesterov) solver's training loop, its test pass, snapshots and resume.
 
 Reproduces Caffe's Solver / SGDSolver (solver.cpp, sgd_solver.cpp):
 - nets: one train net from net / net_param / train_net / train_net_param and the test nets from
   test_net_param, test_net and, for net / net_param, one instance per remaining test_iter, each
   with its NetState (phase, plus net_param.state, plus train_state / test_state[i]); test nets
   share the train net's blobs by layer name (ShareTrainedLayersWith).
-- Step: zero the diffs; forward + backward iter_size times, the diffs summing; then ApplyUpdate:
-  rate at the current iteration; clip the summed diffs by their global L2 norm; per learnable
-  blob diff /= iter_size, diff += weight_decay * decay_mult * w (L2) or * sign(w) (L1),
-  history = momentum * history + rate * lr_mult * diff, w -= history (Nesterov: w -= (1 + m) *
-  history_new - m * history_old). Blobs with lr_mult 0 are not updated. torch.optim.SGD keeps
-  the rate outside the momentum buffer, which differs as soon as the rate changes; the update is
-  written out here with torch._foreach_* over groups of blobs sharing (lr_mult, decay_mult).
+- Step: zero the diffs; forward + backward iter_size times, the diffs summing; then ApplyUpdate
+  with the rate at the current iteration: Caffe's SGD / Nesterov update (clipping, iter_size,
+  L1/L2 decay, lr_mult/decay_mult, the rate inside the momentum history) is vgg_caffe.sgd.
 - Test every test_interval iterations (and at 0 unless test_initialization is false), the outputs
   averaged over test_iter batches; display every `display` iterations with the loss smoothed over
   average_loss iterations; snapshot every `snapshot` iterations and after training.
-- Snapshots PREFIX_iter_N.caffemodel + PREFIX_iter_N.solverstate (".h5" appended for HDF5);
-  restore continues the same trajectory (all randomness is keyed by iteration, see vgg_caffe.rng).
+- Snapshots PREFIX_iter_N.caffemodel + PREFIX_iter_N.solverstate (".h5" appended for HDF5),
+  written and restored by vgg_caffe.snapshot; restore continues the same trajectory (all
+  randomness is keyed by iteration, see vgg_caffe.rng).
 
 Beyond Caffe: a non-finite loss or gradient stops training with a CaffeError naming the iteration,
 after a snapshot of the weights before the bad update; the "plateau" lr policy (lr_policy.py);
@@ -32,15 +29,15 @@ import os
 import time
 from collections import OrderedDict
 
-import numpy as np
 import torch
 
-from . import solverstate
+from . import snapshot as snapshots
 from .errors import CaffeError
 from .lr_policy import LrSchedule
 from .net import Net
 from .proto import pb, read_net, read_solver, upgrade_net
 from .rng import SampleWindow
+from .sgd import SGDUpdate
 from .training_log import TrainingLog, fmt
 
 SOLVER_TYPES = {"SGD": "SGD", "Nesterov": "Nesterov"}
@@ -115,7 +112,7 @@ class Solver:
         self.schedule = LrSchedule(param, self.source)
         self.iter = 0
         self.requested_early_exit = False
-        self.snapshot_prefix = self._snapshot_prefix()
+        self.snapshot_prefix = snapshots.snapshot_prefix(param, self.source)
 
         self.net = self._init_train_net(batch_scale)
         self.net.fill(self.seed)
@@ -168,18 +165,6 @@ class Solver:
                 return torch.device("cuda", self.param.device_id)
             self.log.info("solver_mode is GPU but no CUDA device is available: running on the CPU")
         return torch.device("cpu")
-
-    def _snapshot_prefix(self):
-        """Caffe's UpgradeSnapshotPrefixProperty: unset -> the solver file's path without its
-        extension; a directory -> that directory / the solver file's stem."""
-        p = self.param
-        stem = os.path.splitext(self.source)[0] if self.source != "<solver>" else "snapshot"
-        if not p.snapshot_prefix:
-            return stem
-        prefix = p.snapshot_prefix
-        if os.path.isdir(prefix) or prefix.endswith(os.sep):
-            return os.path.join(prefix, os.path.basename(stem))
-        return prefix
 
     def _net_param(self, param_field, file_field, index=None):
         p = self.param
@@ -317,19 +302,12 @@ class Solver:
                 layer.blobs[j] = blob
 
     def _init_update(self):
-        """The learnable blobs, their history, and the groups the update runs over."""
-        self.learnable = list(self.net.learnable())
-        self.params = [blob for _, _, blob, _ in self.learnable]
-        self.history = [torch.zeros_like(b, memory_format=torch.contiguous_format) for b in self.params]
-        groups = OrderedDict()
-        for k, (layer, i, blob, spec) in enumerate(self.learnable):
-            if spec.lr_mult == 0:
-                blob.requires_grad_(False)   # Caffe computes no diff for it and never updates it
-                continue
-            blob.requires_grad_(True)
-            groups.setdefault((float(spec.lr_mult), float(spec.decay_mult)), []).append(k)
-        self.groups = list(groups.items())
-        self.updated = [k for _, ks in self.groups for k in ks]
+        """The learnable blobs, their history, and the groups the update runs over (vgg_caffe.sgd);
+        the lists are shared, so solver.params / solver.history are the update's own."""
+        self.sgd = SGDUpdate(self.net.learnable(), self.param, self.type)
+        u = self.sgd
+        self.learnable, self.params, self.history = u.learnable, u.params, u.history
+        self.groups, self.updated = u.groups, u.updated
 
     def _data_layers(self):
         for net in [self.net] + self.test_nets:
@@ -480,14 +458,10 @@ class Solver:
         net.blobs = {}  # let the activations go before the next pass
         return loss.detach(), outputs
 
+    # The update itself is vgg_caffe.sgd; these stay for the loop above and bench/bench_solver.py.
+
     def _grads(self):
-        grads = []
-        for k in self.updated:
-            blob = self.params[k]
-            if blob.grad is None:  # a blob the loss does not depend on
-                blob.grad = torch.zeros_like(blob)
-            grads.append(blob.grad)
-        return grads
+        return self.sgd.grads()
 
     def _average(self, tensors):
         if self.allreduce is not None and self.world_size > 1:
@@ -496,45 +470,11 @@ class Solver:
 
     @staticmethod
     def _global_norm(grads, device):
-        if not grads:
-            return torch.zeros((), device=device)
-        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        return SGDUpdate.global_norm(grads, device)
 
     def _apply_update(self, rate, grads, grad_norm):
-        """Caffe's SGDSolver::ApplyUpdate on the summed diffs."""
-        p = self.param
-        clip = p.clip_gradients
-        if clip >= 0 and grad_norm > clip:
-            scale = clip / grad_norm
-            self.log.info(f"Gradient clipping: scaling down gradients (L2 norm {fmt(grad_norm)} > "
-                          f"{fmt(clip)}) by scale factor {fmt(scale)}")
-            torch._foreach_mul_(grads, scale)
-        momentum, l1 = p.momentum, p.regularization_type == "L1"
-        norm = 1.0 / p.iter_size
-        with torch.no_grad():
-            for (lr_mult, decay_mult), ks in self.groups:
-                w = [self.params[k] for k in ks]
-                g = [self.params[k].grad for k in ks]
-                h = [self.history[k] for k in ks]
-                if p.iter_size > 1:
-                    torch._foreach_mul_(g, norm)
-                decay = p.weight_decay * decay_mult
-                if decay:
-                    torch._foreach_add_(g, torch._foreach_sign(w) if l1 else w, alpha=decay)
-                local_rate = rate * lr_mult
-                if self.type == "Nesterov":
-                    previous = [t.clone() for t in h]
-                    torch._foreach_mul_(h, momentum)
-                    torch._foreach_add_(h, g, alpha=local_rate)
-                    torch._foreach_mul_(previous, -momentum)
-                    torch._foreach_add_(previous, h, alpha=1.0 + momentum)
-                    torch._foreach_sub_(w, previous)
-                else:
-                    torch._foreach_mul_(h, momentum)
-                    torch._foreach_add_(h, g, alpha=local_rate)
-                    torch._foreach_sub_(w, h)
-        for blob in self.params:
-            blob.grad = None
+        """Caffe's SGDSolver::ApplyUpdate on the summed diffs (vgg_caffe.sgd)."""
+        self.sgd.apply(rate, grads, grad_norm, self.log)
 
     def _update_smoothed_loss(self, loss, start_iter):
         """Caffe's UpdateSmoothedLoss: the mean of the last average_loss losses."""
@@ -647,50 +587,19 @@ class Solver:
                           f"lowering the learning rate to {fmt(self.schedule.rate(self.iter))} "
                           f"(drop {before + 1} of at most {self.param.plateau_max_drops})")
 
-    # -- snapshots ------------------------------------------------------------------------------
+    # -- snapshots (vgg_caffe.snapshot) --------------------------------------------------------
 
     def snapshot_filename(self, extension):
-        return f"{self.snapshot_prefix}_iter_{self.iter}{extension}"
+        return snapshots.snapshot_filename(self.snapshot_prefix, self.iter, extension)
 
     def snapshot(self):
         """Caffe's Solver::Snapshot (rank 0 only): weights, then the solver state. Returns the paths."""
         if self.rank != 0:
             return None
-        hdf5 = self.param.snapshot_format == pb.SolverParameter.HDF5
-        model = self.snapshot_filename(".caffemodel.h5" if hdf5 else ".caffemodel")
-        kind = "HDF5 file" if hdf5 else "binary proto file"
-        self.log.info(f"Snapshotting to {kind} {model}")
-        self.net.save(model)
-        state_path = self.snapshot_filename(".solverstate.h5" if hdf5 else ".solverstate")
-        self.log.info(f"Snapshotting solver state to {kind} {state_path}")
-        state = pb.SolverState(iter=self.iter, learned_net=model)
-        self.schedule.save(state)
-        solverstate.write(state_path, state, [h.detach().cpu().numpy() for h in self.history])
-        return model, state_path
+        return snapshots.write(self.param, self.snapshot_prefix, self.iter, self.net, self.schedule,
+                               self.history, self.log)
 
     def restore(self, path):
         """Caffe's Solver::Restore: iteration, weights (learned_net), lr policy position, history."""
-        state, history = solverstate.read(path)
-        if len(history) != len(self.history):
-            raise CaffeError(f"{path}: incorrect length of history blobs: the file has {len(history)}, "
-                             f"the net has {len(self.history)} learnable blobs")
-        for k, (have, saved) in enumerate(zip(self.history, history)):
-            if tuple(have.shape) != tuple(saved.shape):
-                layer, i, _, _ = self.learnable[k]
-                raise CaffeError(f"{path}: history blob {k} (layer '{layer.name}' blob {i}) has shape "
-                                 f"{tuple(saved.shape)}, the net's is {tuple(have.shape)}")
-        if state.learned_net:
-            model = state.learned_net
-            if not os.path.exists(model):  # moved together with its solverstate
-                beside = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.basename(model))
-                if os.path.exists(beside):
-                    model = beside
-            if not os.path.exists(model):
-                raise CaffeError(f"{path}: its weights file '{state.learned_net}' does not exist")
-            self.net.copy_from(model, strict=True)
-        with torch.no_grad():
-            for have, saved in zip(self.history, history):
-                have.copy_(torch.from_numpy(np.array(saved, dtype=np.float32, copy=True)))
-        self.iter = state.iter
-        self.schedule.restore(state)
+        self.iter = snapshots.restore(path, self.net, self.schedule, self.history, self.learnable)
         self.log.info("SGDSolver: restoring history")
