@@ -14,7 +14,6 @@ splits without overhead and scales with free cores. JSON: bench/results/bench_co
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import tempfile
@@ -26,9 +25,9 @@ import torch
 from bench import _photos
 from vgg_caffe.data import image
 from vgg_caffe.data.convert import Options, convert_imageset
-from vgg_caffe.fileio import atomic_write
+from bench._report import result_path, write
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "bench_convert.json")
+OUT = result_path("bench_convert")
 
 
 def bare_loop(root, names, side):
@@ -87,13 +86,10 @@ def main():
             "bare_over_converter_1_worker": round(runs["bare_loop"] / runs["convert_1_worker"], 3),
             "speedup_2_workers_over_1": round(runs["convert_2_workers"] / runs["convert_1_worker"], 3),
             "outputs_identical_1_vs_2_workers": same,
-            "cpu_count": os.cpu_count(), "machine": platform.machine(),
-            "load_average_1min": round(os.getloadavg()[0], 2),
             "note": "wall-clock figures; the machine may be shared (see load_average_1min); "
                 "the 2-worker run also has the writing parent competing for the 2 cores",
         }
-        atomic_write(OUT, json.dumps(result, indent=1) + "\n")
-        print(json.dumps(result, indent=1))
+        print(json.dumps(write(OUT, result), indent=1))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -12,7 +12,6 @@ read from /proc) are both reported; on a shared machine only the latter is stabl
 import argparse
 import json
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -24,11 +23,11 @@ import torch
 from bench import _photos
 from vgg_caffe.data.convert import Options, convert_imageset
 from vgg_caffe.data.db import Reader
-from vgg_caffe.fileio import atomic_write
+from bench._report import result_path, write
 from vgg_caffe.net import Net
 from vgg_caffe.proto import pb
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "bench_data_layer.json")
+OUT = result_path("bench_data_layer")
 
 
 def _proc_cpu(pid):
@@ -103,13 +102,10 @@ def main():
             "vgg_layer_over_bare_decode_cpu": round(one_cpu / bare_cpu, 3),
             "speedup_2_workers": round(two / one, 3),
             "cpu_efficiency_2_workers_vs_in_process": round(two_cpu / one_cpu, 3),
-            "cpu_count": os.cpu_count(), "machine": platform.machine(),
-            "load_average_1min": round(os.getloadavg()[0], 2),
             "note": "wall-clock figures; the machine may be shared (see load_average_1min); "
                 "images per CPU-second (parent + workers) are the load-independent measure",
         }
-        atomic_write(OUT, json.dumps(result, indent=1) + "\n")
-        print(json.dumps(result, indent=1))
+        print(json.dumps(write(OUT, result), indent=1))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -32,11 +32,11 @@ import torch
 from torch import nn
 
 from vgg_caffe.errors import run_cli
-from vgg_caffe.fileio import atomic_write
+from bench._report import result_path, write
 from vgg_caffe.net import Net
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "bench", "results", "overhead.json")
+RESULTS = result_path("overhead")
 PROTO = os.path.join(ROOT, "prototxt", "D", "deploy.prototxt")
 
 
@@ -173,7 +173,7 @@ def main(argv=None):
     cv_prob = np.asarray(cv.forward("prob")).reshape(ours_prob.shape)
     report = {
         "bench": "overhead", "net": "VGG-16 (D) deploy.prototxt", "batch": args.batch, "size": args.size,
-        "threads": args.threads, "repeats": args.repeats, "torch": torch.__version__, "opencv": cv2.__version__,
+        "threads": args.threads, "repeats": args.repeats, "opencv": cv2.__version__,
         "twin_max_abs_prob_diff": check,
         "train_step": train, "train_ratio_twin_over_ours": train["twin"]["median_s"] / train["ours"]["median_s"],
         "train_ratio_twin_over_ours_channels_last":
@@ -187,7 +187,7 @@ def main(argv=None):
     report["train_target_met"] = report["train_ratio_twin_over_ours"] >= 0.98
     report["inference_target_met"] = report["inference_ratio_opencv_over_ours"] >= 1.0
     report["inference_target_met_channels_last"] = report["inference_ratio_opencv_over_ours_channels_last"] >= 1.0
-    atomic_write(args.out, json.dumps(report, indent=1) + "\n")
+    write(args.out, report)
     print(json.dumps({k: v for k, v in report.items() if not isinstance(v, dict)}, indent=1))
     print(f"wrote {args.out}")
 

@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 
 from vgg_caffe.errors import CaffeError, run_cli
-from vgg_caffe.fileio import atomic_write
+from bench._report import result_path, write
 from vgg_caffe.net import Net
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "bench", "results", "parity.json")
+RESULTS = result_path("parity")
 CONFIGS = ["A", "A-LRN", "B", "C", "D", "E"]
 
 
@@ -168,10 +168,10 @@ def main(argv=None):
             r = run_config(config, tmp, args.threads, dense=not args.skip_dense)
             print(json.dumps(r), flush=True)
             results.append(r)
-    report = {"bench": "parity", "threads": args.threads, "torch": torch.__version__, "opencv": cv2.__version__,
+    report = {"bench": "parity", "threads": args.threads, "opencv": cv2.__version__,
               "input": "1x3x224x224 (deploy), 1x3x250x333 (dense)", "results": results,
               "all_pass_1e-4": all(r["pass_1e-4"] for r in results)}
-    atomic_write(args.out, json.dumps(report, indent=1) + "\n")
+    write(args.out, report)
     print(f"wrote {args.out}")
 
 

@@ -16,18 +16,15 @@ interleaved rounds and each keeps its best round, since the machine is shared an
 Results: bench/results/scaling_cpu.json.
 """
 import argparse
-import json
 import os
 import sys
-import time
 
-import torch
 
 from vgg_caffe import parallel
 from vgg_caffe.errors import run_cli
-from vgg_caffe.fileio import atomic_write
+from bench._report import result_path, write
 
-from .gpu_scaling import RESULTS, measure
+from .gpu_scaling import measure
 
 
 def main(argv=None):
@@ -41,7 +38,7 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="cores to use in all")
-    p.add_argument("--out", default=os.path.join(RESULTS, "scaling_cpu.json"))
+    p.add_argument("--out", default=result_path("scaling_cpu"))
     args = p.parse_args(argv)
     args.per_gpu_batch, args.tf32, args.timeout = False, False, 600.0
     half = max(1, args.threads // 2)
@@ -62,14 +59,12 @@ def main(argv=None):
     result = dict(
         benchmark="scaling_cpu", config=args.config, crop=args.crop, width_div=args.width_div,
         global_batch=args.batch, iters=args.iters, warmup=args.warmup, rounds=args.rounds,
-        cpu_count=os.cpu_count(), torch=torch.__version__, rows=[best[n] for n in names],
+        rows=[best[n] for n in names],
         scaling_efficiency_2_workers=split["images_per_s"] / (2 * single["images_per_s"]),
         speedup_2_workers_vs_1_worker_1_thread=split["images_per_s"] / single["images_per_s"],
         speedup_2_workers_vs_1_worker_all_threads=split["images_per_s"] / full["images_per_s"],
-        load_average_1min_at_end=os.getloadavg()[0],
-        note="shared machine (other jobs running); synthetic inputs, no data loading",
-        time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    atomic_write(args.out, json.dumps(result, indent=2) + "\n")
+        note="synthetic inputs, no data loading; see load_average_1min for how busy the machine was")
+    write(args.out, result)
     print(f"scaling efficiency (2 workers vs 2 x 1 thread): {result['scaling_efficiency_2_workers']:.0%}; "
           f"2 workers vs 1 worker x {args.threads} threads: {result['speedup_2_workers_vs_1_worker_all_threads']:.2f}x")
     print(f"wrote {args.out}")

@@ -16,20 +16,18 @@ Target: solver / bare <= 1.05. Results: bench/results/solver.json.
 """
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 
 import torch
 
 from vgg_caffe import netgen
-from vgg_caffe.fileio import atomic_write
+from bench._report import result_path, write
 from vgg_caffe.proto import pb
 from vgg_caffe.solver import Solver
 from vgg_caffe.training_log import TrainingLog
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "solver.json")
+RESULTS = result_path("solver")
 
 
 def train_net(config, batch, crop, classes=1000):
@@ -154,8 +152,7 @@ def main(argv=None):
         "benchmark": "solver iteration vs bare torch loop (forward, backward, torch.optim.SGD step)",
         "net": f"VGG-{args.config} train net, {args.crop}x{args.crop}, batch {args.batch}",
         "device": str(device) + ("" if device.type == "cpu" else f" ({torch.cuda.get_device_name(device)})"),
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
-        "cpu_count": os.cpu_count(), "iters_per_block": args.iters, "rounds": args.rounds,
+        "threads": torch.get_num_threads(), "iters_per_block": args.iters, "rounds": args.rounds,
         "bare_median_s": statistics.median(bare), "solver_median_s": statistics.median(ours),
         "bare_times_s": bare, "solver_times_s": ours,
         "ratio_solver_over_bare": statistics.median(ours) / statistics.median(bare),
@@ -168,8 +165,7 @@ def main(argv=None):
         "note": "one run, interleaved blocks, medians; the machine is shared, so absolute times are noisy",
     }
     print(json.dumps({k: v for k, v in result.items() if not k.endswith("times_s")}, indent=1))
-    atomic_write(args.out, json.dumps(result, indent=1) + "\n")
-    return result
+    return write(args.out, result)
 
 
 if __name__ == "__main__":

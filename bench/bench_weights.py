@@ -27,9 +27,11 @@ import subprocess
 import sys
 import time
 
+from bench._report import result_path, write as write_report
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TMP = os.path.join(ROOT, "bench", "tmp")
-RESULTS = os.path.join(ROOT, "bench", "results", "weights.json")
+RESULTS = result_path("weights")
 MODEL = os.path.join(TMP, "VGG_ILSVRC_16_layers.caffemodel")
 OUT = os.path.join(TMP, "saved.caffemodel")
 OUT_H5 = os.path.join(TMP, "saved.h5")
@@ -88,6 +90,12 @@ def _cpu():
     return r.ru_utime + r.ru_stime
 
 
+def _start():
+    """(peak RSS so far in bytes, wall clock, CPU time): the origin a measurement is taken from.
+    Tasks that must prepare something first (a net to save, data to write) restart it after."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, time.perf_counter(), _cpu()
+
+
 def child(task, threads):
     """Run one measurement in this (fresh) process; print JSON."""
     if task == "make":
@@ -103,9 +111,8 @@ def child(task, threads):
     net = None
     if task in ("load_net", "save_net", "save_hdf5", "load_net_hdf5"):
         net = Net(_deploy(), phase="TEST", input_shapes={"data": (1, 3, 224, 224)})
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     size = os.path.getsize(MODEL)
-    t0, c0 = time.perf_counter(), _cpu()
+    base, t0, c0 = _start()
     if task == "raw_read":
         with open(MODEL, "rb") as f:
             data = f.read()
@@ -122,22 +129,19 @@ def child(task, threads):
             msg.ParseFromString(f.read())
     elif task == "raw_write":
         data = os.urandom(1) * size
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        t0, c0 = time.perf_counter(), _cpu()
+        base, t0, c0 = _start()
         with open(OUT, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
     elif task == "save_net":
         net.copy_from(MODEL)
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        t0, c0 = time.perf_counter(), _cpu()
+        base, t0, c0 = _start()
         net.save(OUT)
         result["bytes"] = os.path.getsize(OUT)
     elif task == "save_hdf5":
         net.copy_from(MODEL)
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        t0, c0 = time.perf_counter(), _cpu()
+        base, t0, c0 = _start()
         net.save(OUT_H5)
     elif task == "load_net_hdf5":
         report = net.copy_from(OUT_H5)
@@ -146,8 +150,7 @@ def child(task, threads):
         with open(MODEL, "rb") as f:
             msg = pb.NetParameter()
             msg.ParseFromString(f.read())
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        t0, c0 = time.perf_counter(), _cpu()
+        base, t0, c0 = _start()
         with open(OUT, "wb") as f:
             f.write(msg.SerializeToString())
             f.flush()
@@ -244,9 +247,7 @@ def main():
                 "noisy machine; cpu_seconds = user + sys of the measuring process); RSS the maximum",
         "targets": {"load_over_raw_read": 2.0, "save_over_raw_write": 3.0, "peak_rss_over_file": 2.0},
     }
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    from vgg_caffe.fileio import atomic_write
-    atomic_write(RESULTS, json.dumps(result, indent=2) + "\n")
+    write_report(RESULTS, result)
     print(json.dumps(result["ratios"], indent=2))
 
 

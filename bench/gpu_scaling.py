@@ -24,12 +24,12 @@ import time
 
 import torch
 
+from bench._report import result_path, write
 from vgg_caffe import netgen, parallel
 from vgg_caffe.errors import CaffeError, run_cli
 from vgg_caffe.proto import pb
 from vgg_caffe.rng import SampleWindow
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def bench_net(config, crop, width_div, num_classes, batch):
@@ -65,8 +65,8 @@ def bench_worker(args, rank, world_size, allreduce, device, seed, batch_scale):
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     if device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True
-    net = Net(bench_net(args.config, args.crop, args.width_div, args.classes, share), phase="TRAIN")
-    net.fill(1).to(device)
+    net = Net(bench_net(args.config, args.crop, args.width_div, args.classes, share), phase="TRAIN", seed=1)
+    net.to(device)
     params = [p for _, _, p, _ in net.learnable()]
     history = [torch.zeros_like(p) for p in params]
     gen = torch.Generator(device="cpu").manual_seed(1000 + rank)
@@ -159,7 +159,7 @@ def main(argv=None):
         available = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if available == 0:
             raise CaffeError("no CUDA GPU visible: run with --dry-run to check the path on CPU")
-    out = args.out or os.path.join(RESULTS, "gpu_scaling_dryrun.json" if args.dry_run else "gpu_scaling.json")
+    out = args.out or result_path("gpu_scaling_dryrun" if args.dry_run else "gpu_scaling")
     rows, skipped = [], []
     for n in counts:
         if available is not None and n > available:
@@ -178,12 +178,9 @@ def main(argv=None):
               flush=True)
     result = dict(benchmark="gpu_scaling", dry_run=args.dry_run, config=args.config, crop=args.crop,
                   width_div=args.width_div, semantics="caffe per-GPU batch" if args.per_gpu_batch else "paper split batch",
-                  iters=args.iters, warmup=args.warmup, tf32=args.tf32, torch=torch.__version__,
-                  skipped_counts=skipped, rows=with_efficiency(rows),
-                  time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    from vgg_caffe.fileio import atomic_write
-    atomic_write(out, json.dumps(result, indent=2) + "\n")
+                  iters=args.iters, warmup=args.warmup, tf32=args.tf32,
+                  skipped_counts=skipped, rows=with_efficiency(rows))
+    result = write(out, result)
     for r in result["rows"]:
         if "scaling_efficiency" in r:
             print(f"{r['workers']} worker(s): speedup {r['speedup']:.2f}x, efficiency {r['scaling_efficiency']:.0%}")

@@ -28,6 +28,14 @@ Change = namedtuple("Change", "name new_type weight_shape transpose")
 # Shape inference (no weights allocated)
 # ----------------------------------------------------------------------------------------------
 
+def _copy_fillers(src, dst):
+    """Carry weight_filler/bias_filler between InnerProduct and Convolution parameters (the two
+    messages name them alike), so a converted layer initialises as the original would."""
+    for name in ("weight_filler", "bias_filler"):
+        if src.HasField(name):
+            getattr(dst, name).CopyFrom(getattr(src, name))
+
+
 def bottom_shapes(net_param, input_shapes=None, source=None):
     """{layer name: [bottom shapes]} at the net's declared (or given) input shapes.
 
@@ -90,10 +98,7 @@ def to_dense(net_param, layers=None, input_shapes=None, source="<net>"):
             conv.kernel_size.append(kh)
         else:
             conv.kernel_h, conv.kernel_w = kh, kw
-        if ip.HasField("weight_filler"):
-            conv.weight_filler.CopyFrom(ip.weight_filler)
-        if ip.HasField("bias_filler"):
-            conv.bias_filler.CopyFrom(ip.bias_filler)
+        _copy_fillers(ip, conv)
         lp.type = "Convolution"
         lp.ClearField("inner_product_param")
         lp.convolution_param.CopyFrom(conv)
@@ -136,10 +141,7 @@ def to_fc(net_param, layers=None, input_shapes=None, source="<net>"):
                                  "to_fc needs the kernel to cover the whole bottom at the declared input size")
             continue
         ip = pb.InnerProductParameter(num_output=p.num_output, bias_term=p.bias_term)
-        if p.HasField("weight_filler"):
-            ip.weight_filler.CopyFrom(p.weight_filler)
-        if p.HasField("bias_filler"):
-            ip.bias_filler.CopyFrom(p.bias_filler)
+        _copy_fillers(p, ip)
         lp.type = "InnerProduct"
         lp.ClearField("convolution_param")
         lp.inner_product_param.CopyFrom(ip)
@@ -252,7 +254,7 @@ def dense_net(net, layers=None):
 
     dense_param, changes = to_dense(net.net_param, layers, source=net.source)
     by_name = {c.name: c for c in changes}
-    dense = Net(dense_param, phase=net.phase, source=net.source)
+    dense = Net(dense_param, phase=net.phase, source=net.source, fill=False)  # blobs shared below
     for name, layer in zip(dense.layer_names, dense.layers.values()):
         if not len(layer.blobs):
             continue

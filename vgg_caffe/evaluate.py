@@ -186,7 +186,7 @@ class Model:
                  strict=True):
         from .net import Net
 
-        self.net = Net(model, phase="TEST")
+        self.net = Net(model, phase="TEST", fill=not weights)  # fillers only when no weights come
         if weights:
             load_weights(self.net, weights, strict)
         self.net.to(device).eval()

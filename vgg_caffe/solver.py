@@ -114,8 +114,7 @@ class Solver:
         self.requested_early_exit = False
         self.snapshot_prefix = snapshots.snapshot_prefix(param, self.source)
 
-        self.net = self._init_train_net(batch_scale)
-        self.net.fill(self.seed)
+        self.net = self._init_train_net(batch_scale)   # filled from its fillers with self.seed
         self.test_nets = self._init_test_nets()   # filled, then sharing the train net's blobs
         self._check_batch_split()                  # before any weights are read or a test runs
         for path in param.weights:
@@ -203,7 +202,8 @@ class Solver:
         state.MergeFrom(p.train_state)
         self.log.info(f"Creating training net from {field}" + ("" if field.endswith("_param") else f" file {getattr(p, field)}"))
         # The net's errors name its file (the solver's, for a net_param written inside it).
-        return Net(model, phase=state.phase, level=state.level, stages=list(state.stage), source=net_source)
+        return Net(model, phase=state.phase, level=state.level, stages=list(state.stage), source=net_source,
+                   seed=self.seed)
 
     def _check_batch_split(self):
         """In a parallel job, every batch must split over the workers: the train batch evenly (the
@@ -279,8 +279,8 @@ class Solver:
             if len(p.test_state):
                 state.MergeFrom(p.test_state[i])
             self.log.info(f"Creating test net (#{i})")
-            net = Net(model, phase=state.phase, level=state.level, stages=list(state.stage), source=net_source)
-            net.fill(self.seed + 1 + i)
+            net = Net(model, phase=state.phase, level=state.level, stages=list(state.stage), source=net_source,
+                      seed=self.seed + 1 + i)
             self._share_trained_layers(net)
             nets.append(net)
         return nets

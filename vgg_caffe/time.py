@@ -31,17 +31,15 @@ from .net import Net
 LABEL_CONSUMERS = ("SoftmaxWithLoss", "Accuracy")
 
 
-def build(model, phase="TRAIN", level=0, stages=(), input_shapes=None):
-    """A Net of `model` whose data layers are Input layers of their declared (or given) shapes."""
+def build(model, phase="TRAIN", level=0, stages=(), input_shapes=None, seed=None):
+    """A Net of `model` whose data layers are Input layers of their declared (or given) shapes,
+    filled from its fillers with `seed`."""
     from .info import shape_net
     from .net import load_net_param
 
     net_param, source = load_net_param(model)
-    try:
-        stand_in = shape_net(net_param, phase, input_shapes, level, stages)
-    except CaffeError as e:  # shape_net names its NetParameter; name the user's file instead
-        raise CaffeError(str(e).replace("<NetParameter>", source)) from None
-    return Net(stand_in.net_param, phase, input_shapes=input_shapes, source=source)
+    stand_in = shape_net(net_param, phase, input_shapes, level, stages, source=source)
+    return Net(stand_in.net_param, phase, input_shapes=input_shapes, source=source, seed=seed)
 
 
 def synthetic_inputs(net, generator=None):
@@ -187,7 +185,7 @@ def main(argv=None):
         raise CaffeError("--device cuda: no CUDA device is available")
     shapes = dict(parse_shape_arg(s) for s in args.input_shape)
     stages = [s for s in args.stage.split(",") if s]
-    net = build(model, args.phase, args.level, stages, shapes).fill(args.seed).to(device)
+    net = build(model, args.phase, args.level, stages, shapes, seed=args.seed).to(device)
     gen = torch.Generator().manual_seed(args.seed)
     report = time_net(net, synthetic_inputs(net, gen), args.iterations)
     report["model"], report["phase"], report["device"] = str(model), args.phase, str(device)
