@@ -20,7 +20,7 @@ import os
 import sys
 
 
-from vgg_caffe import parallel
+from vgg_caffe.train import parallel
 from vgg_caffe.errors import run_cli
 from bench._report import result_path, write
 

@@ -1,4 +1,4 @@
-"""Solver overhead: one iteration of vgg_caffe.solver.Solver vs a bare torch training loop.
+"""Solver overhead: one iteration of vgg_caffe.train.solver.Solver vs a bare torch training loop.
 
     .venv/bin/python -m bench.bench_solver [--config A] [--batch 8] [--crop 224] [--iters 5]
                                            [--rounds 3] [--threads N] [--device cpu|cuda]
@@ -21,11 +21,11 @@ import time
 
 import torch
 
-from vgg_caffe import netgen
+from vgg_caffe.vgg import netgen
 from bench._report import result_path, write
 from vgg_caffe.proto import pb
-from vgg_caffe.solver import Solver
-from vgg_caffe.training_log import TrainingLog
+from vgg_caffe.train.solver import Solver
+from vgg_caffe.train.log import TrainingLog
 
 RESULTS = result_path("solver")
 

@@ -6,7 +6,7 @@ Writes a synthetic VGG_ILSVRC_16_layers.caffemodel to bench/tmp/ (V1 format, the
 layer names, types and legacy 4-d blob dims, random floats: ~553 MB), then, each in a fresh
 subprocess so that its peak RSS (ru_maxrss) is its own:
   raw_read        open + read() of the whole file into bytes
-  load_numpy      vgg_caffe.weights.read_weights (every blob into its own numpy array)
+  load_numpy      vgg_caffe.io.caffemodel.read_weights (every blob into its own numpy array)
   load_net        Net.copy_from into a Net built from prototxt/D/deploy.prototxt (netgen's
                   deploy net when that file is absent); only the copy is timed
   protobuf_parse  NetParameter.ParseFromString of the bytes (protobuf upb), the usual way
@@ -42,8 +42,8 @@ def make_model(path):
     """The released VGG-16 file's layout: V1 layers, legacy dims, the blobs of configuration D."""
     import numpy as np
 
-    from vgg_caffe import weights
-    from vgg_caffe.configs import get_config
+    from vgg_caffe.io import caffemodel as weights
+    from vgg_caffe.vgg.configs import get_config
     from vgg_caffe.proto import pb
 
     rng = np.random.default_rng(0)
@@ -81,7 +81,7 @@ def make_model(path):
 
 
 def _deploy():
-    from vgg_caffe.netgen import deploy_net
+    from vgg_caffe.vgg.netgen import deploy_net
     return DEPLOY if os.path.exists(DEPLOY) else deploy_net("D")
 
 
@@ -104,7 +104,7 @@ def child(task, threads):
         return
     import torch
     torch.set_num_threads(threads)
-    from vgg_caffe import weights
+    from vgg_caffe.io import caffemodel as weights
     from vgg_caffe.net import Net
     from vgg_caffe.proto import pb
     result = {}

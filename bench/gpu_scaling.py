@@ -1,6 +1,6 @@
 """Data-parallel scaling on GPUs: images/s and scaling efficiency on 1, 2, 4, 8 GPUs.
 
-What it measures: the paper's scheme as vgg_caffe.parallel runs it -- VGG-16 (configuration D)
+What it measures: the paper's scheme as vgg_caffe.train.parallel runs it -- VGG-16 (configuration D)
 at 224x224, a global batch of 256 split over W GPUs (or, with --per-gpu-batch, Caffe's
 semantics: every GPU runs the whole batch, effective batch W*256); per iteration forward,
 backward, the coalesced gradient all-reduce (NCCL) and a momentum SGD update. Inputs are
@@ -25,7 +25,8 @@ import time
 import torch
 
 from bench._report import result_path, write
-from vgg_caffe import netgen, parallel
+from vgg_caffe.vgg import netgen
+from vgg_caffe.train import parallel
 from vgg_caffe.errors import CaffeError, run_cli
 from vgg_caffe.proto import pb
 from vgg_caffe.rng import SampleWindow

@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vgg_caffe import weights
-from vgg_caffe import weights_convert as wc
+from vgg_caffe.io import caffemodel as weights
+from vgg_caffe.io import convert as wc
 from vgg_caffe.errors import CaffeError
 from vgg_caffe.net import Net
-from vgg_caffe.netgen import Options, deploy_net
+from vgg_caffe.vgg.netgen import Options, deploy_net
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(ROOT, "tools", "convert_caffemodel.py")

@@ -1,4 +1,4 @@
-"""fc -> conv conversion (vgg_caffe.dense): the dense net reproduces the FC net's scores on
+"""fc -> conv conversion (vgg_caffe.eval.dense): the dense net reproduces the FC net's scores on
 crop-sized inputs, its score map at other sizes matches a hand-written torch twin, and to_fc undoes
 to_dense. The small VGG-shaped nets here are also used by test_evaluate.py and test_net_surgery.py."""
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vgg_caffe.dense import bottom_shapes, convert_weights, dense_net, to_dense, to_fc
+from vgg_caffe.eval.dense import bottom_shapes, convert_weights, dense_net, to_dense, to_fc
 from vgg_caffe.errors import CaffeError
 from vgg_caffe.net import Net
 from vgg_caffe.proto import parse_text, pb
@@ -74,7 +74,7 @@ def randomise(net, seed=0):
 
 
 def weights_of(net):
-    """{layer: (type, [arrays])} as vgg_caffe.weights.read_weights returns them."""
+    """{layer: (type, [arrays])} as vgg_caffe.io.caffemodel.read_weights returns them."""
     return {name: (net.layer(name).param.type, [b.detach().numpy().copy() for b in blobs])
             for name, blobs in net.params.items()}
 
@@ -208,7 +208,7 @@ def test_bad_requests_are_caffe_errors():
 
 def write_caffemodel(path, net, v1=False):
     """The net's weights as a binary NetParameter written with protobuf alone (independent of
-    vgg_caffe.weights): current format with BlobShape, or V1 with Caffe's legacy right-aligned
+    vgg_caffe.io.caffemodel): current format with BlobShape, or V1 with Caffe's legacy right-aligned
     4-d dims ((1, 1, N, K) inner-product weights, (1, 1, 1, N) biases)."""
     out = pb.NetParameter(name=net.net_param.name)
     v1_types = {"Convolution": "CONVOLUTION", "InnerProduct": "INNER_PRODUCT"}
@@ -234,7 +234,7 @@ def write_caffemodel(path, net, v1=False):
 def test_agrees_with_the_generators_dense_deploy():
     """netgen writes deploy.prototxt and deploy_dense.prototxt independently: to_dense of the one
     must give the other's layer types and blob shapes, and to_fc must come back."""
-    netgen = pytest.importorskip("vgg_caffe.netgen")
+    netgen = pytest.importorskip("vgg_caffe.vgg.netgen")
     opts = netgen.Options(width_div=16, crop=64, num_classes=7)
     fc, dense = netgen.deploy_net("A", opts), netgen.deploy_net("A", opts, dense=True)
     mine, _ = to_dense(fc)

@@ -11,7 +11,8 @@ import skimage.data
 import torch
 
 from test_dense import randomise, small_vgg, twin_scores, write_caffemodel
-from vgg_caffe import evaluate as ev
+from vgg_caffe import eval as ev
+from vgg_caffe import evaluate as evaluate_cli
 from vgg_caffe.errors import CaffeError
 from vgg_caffe.proto import pb
 
@@ -184,7 +185,7 @@ def write_lmdb(path, records):
 
 
 def test_command_line_on_lmdb_and_image_list_with_a_v1_deploy(model, tmp_path, capsys):
-    pytest.importorskip("vgg_caffe.weights")  # the weights helper's loader reads --weights
+    pytest.importorskip("vgg_caffe.io.caffemodel")  # the weights helper's loader reads --weights
     proto = tmp_path / "deploy.prototxt"
     proto.write_text(small_vgg(v1=True))
     weights = write_caffemodel(str(tmp_path / "w.caffemodel"), model.net, v1=True)
@@ -199,7 +200,7 @@ def test_command_line_on_lmdb_and_image_list_with_a_v1_deploy(model, tmp_path, c
     (tmp_path / "val.txt").write_text("\n".join(lines) + "\n")
     common = ["--model", str(proto), "--weights", weights, "--protocol", "dense,multi-crop",
               "--train-scale", "32,48", "--multi-scale", "--grid", "2", "--quiet"]
-    rows = ev.main(common + ["--data", str(tmp_path / "val_lmdb"), "--out", str(tmp_path / "res.json")])
+    rows = evaluate_cli.main(common + ["--data", str(tmp_path / "val_lmdb"), "--out", str(tmp_path / "res.json")])
     out = capsys.readouterr().out
     assert "top-5 val. error (%)" in out and "dense" in out and "32,40,48" in out
     saved = json.loads((tmp_path / "res.json").read_text())
@@ -208,7 +209,7 @@ def test_command_line_on_lmdb_and_image_list_with_a_v1_deploy(model, tmp_path, c
     assert csv_lines[0].startswith("config,method,train_scale,test_scale,top1_error,top5_error")
     assert len(csv_lines) == 3
     # The same photos through the image-list path give the same numbers, and match the library.
-    rows2 = ev.main(common + ["--data", str(tmp_path / "imgs"), str(tmp_path / "val.txt")])
+    rows2 = evaluate_cli.main(common + ["--data", str(tmp_path / "imgs"), str(tmp_path / "val.txt")])
     assert [(r["top1_error"], r["top5_error"]) for r in rows] == [(r["top1_error"], r["top5_error"]) for r in rows2]
     posts = model.posteriors(imgs, ["dense"], [32, 40, 48])["dense"]
     assert rows[1]["method"] == "multi-crop"
@@ -239,7 +240,7 @@ def test_bad_inputs_are_caffe_errors(tmp_path):
 
 
 def test_weights_missing_a_layer_name_the_cli_flag_that_allows_it(model, tmp_path, capsys):
-    pytest.importorskip("vgg_caffe.weights")
+    pytest.importorskip("vgg_caffe.io.caffemodel")
     proto = tmp_path / "deploy.prototxt"
     proto.write_text(small_vgg())
     full = write_caffemodel(str(tmp_path / "full.caffemodel"), model.net)
@@ -254,8 +255,8 @@ def test_weights_missing_a_layer_name_the_cli_flag_that_allows_it(model, tmp_pat
     common = ["--model", str(proto), "--data", str(tmp_path / "val_lmdb"), "--protocol", "single",
               "--scales", "32", "--quiet"]
     with pytest.raises(CaffeError, match=r"no_fc8.caffemodel: the net's layer\(s\) fc8 .*--no-strict on the command line"):
-        ev.main(common + ["--weights", str(tmp_path / "no_fc8.caffemodel")])
-    rows = ev.main(common + ["--weights", str(tmp_path / "no_fc8.caffemodel"), "--no-strict"])
+        evaluate_cli.main(common + ["--weights", str(tmp_path / "no_fc8.caffemodel")])
+    rows = evaluate_cli.main(common + ["--weights", str(tmp_path / "no_fc8.caffemodel"), "--no-strict"])
     assert len(rows) == 1 and rows[0]["images"] == 2
     # The layers the file has were loaded: fc7 of the evaluated net is the model's.
     loaded = ev.Model(str(proto), str(tmp_path / "no_fc8.caffemodel"), strict=False)

@@ -129,8 +129,8 @@ def test_a_solver_snapshot_of_a_train_val_net_shows_its_train_phase(tmp_path):
     from vgg_caffe.data import datum as datum_io
     from vgg_caffe.data.db import Writer
     from vgg_caffe.proto import format_text, pb
-    from vgg_caffe.solver import Solver
-    from vgg_caffe.training_log import TrainingLog
+    from vgg_caffe.train.solver import Solver
+    from vgg_caffe.train.log import TrainingLog
 
     writer = Writer(str(tmp_path / "lmdb"))
     rng = np.random.default_rng(0)

@@ -4,7 +4,7 @@ import math
 import pytest
 
 from vgg_caffe.errors import CaffeError
-from vgg_caffe.lr_policy import LrSchedule
+from vgg_caffe.train.lr_policy import LrSchedule
 from vgg_caffe.proto import pb
 
 

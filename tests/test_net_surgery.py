@@ -14,7 +14,7 @@ from test_dense import randomise, small_vgg, write_caffemodel
 from vgg_caffe.errors import CaffeError
 from vgg_caffe.net import Net
 from vgg_caffe.proto import pb, read_net
-from vgg_caffe.weights import read_weights
+from vgg_caffe.io.caffemodel import read_weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))

@@ -10,8 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from vgg_caffe import netgen
-from vgg_caffe.configs import NAMES, get_config
+from vgg_caffe import netgen as netgen_cli
+from vgg_caffe.vgg import netgen
+from vgg_caffe.vgg.configs import NAMES, get_config
 from vgg_caffe.errors import CaffeError
 from vgg_caffe.info import shape_net
 from vgg_caffe.net import Net
@@ -208,7 +209,7 @@ def test_bad_options_and_configs(tmp_path):
 
 
 def test_cli_writes_one_config(tmp_path):
-    assert netgen.main(["--out", str(tmp_path), "--config", "b", "--width-div", "8", "--crop", "32"]) == 0
+    assert netgen_cli.main(["--out", str(tmp_path), "--config", "b", "--width-div", "8", "--crop", "32"]) == 0
     assert sorted(os.listdir(tmp_path)) == ["B"]
     net = read_net(tmp_path / "B" / "deploy.prototxt")
     assert list(net.layer[0].input_param.shape[0].dim) == [10, 3, 32, 32]
@@ -293,7 +294,7 @@ def test_generated_nets_run_alike_in_opencv(tmp_path):
 
 
 def test_table1_text():
-    from vgg_caffe.configs import table1
+    from vgg_caffe.vgg.configs import table1
     lines = dict(line.split(" ", 1) for line in table1().splitlines())
     assert sorted(lines) == sorted(NAMES)
     for config, stages in TABLE1.items():

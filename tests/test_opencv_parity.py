@@ -77,8 +77,8 @@ def test_small_net_matches_opencv(tmp_path):
 
 
 def test_weights_loader_agrees(tmp_path):
-    """net.copy_from (vgg_caffe.weights) loads the protobuf-written file to the same numbers."""
-    pytest.importorskip("vgg_caffe.weights")
+    """net.copy_from (vgg_caffe.io.caffemodel) loads the protobuf-written file to the same numbers."""
+    pytest.importorskip("vgg_caffe.io.caffemodel")
     proto, weights = tmp_path / "parity.prototxt", tmp_path / "parity.caffemodel"
     proto.write_text(NET)
     arrays = write_caffemodel(weights, np.random.default_rng(2))

@@ -1,4 +1,4 @@
-"""Data parallelism (vgg_caffe.parallel): batch slices, gradient averaging over real gloo
+"""Data parallelism (vgg_caffe.train.parallel): batch slices, gradient averaging over real gloo
 process groups, the launcher's failure handling, and torchrun-style environment detection.
 
 Training equivalence (1 process vs 2 workers) lives in tests/test_parallel_solver.py.
@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from vgg_caffe import parallel
+from vgg_caffe.train import parallel
 from vgg_caffe.errors import CaffeError
 from vgg_caffe.proto import parse_text, pb
 
@@ -46,8 +46,8 @@ SPLIT_NET = """
 
 
 def test_the_solver_checks_the_batch_split_before_any_work(tmp_path, monkeypatch):
-    from vgg_caffe.solver import Solver
-    from vgg_caffe.training_log import TrainingLog
+    from vgg_caffe.train.solver import Solver
+    from vgg_caffe.train.log import TrainingLog
 
     class Working(Exception):
         """Raised by the stubs below: the solver went on to read weights, test or train."""

@@ -21,13 +21,14 @@ import numpy as np
 import pytest
 import skimage.data
 
-from vgg_caffe import netgen, solve
+from vgg_caffe.vgg import netgen
+from vgg_caffe import solve
 from vgg_caffe.data import datum as datum_io
 from vgg_caffe.data.db import Writer
 from vgg_caffe.errors import CaffeError
 from vgg_caffe.proto import format_text, pb, read_message
-from vgg_caffe.solver import Solver
-from vgg_caffe.training_log import TrainingLog
+from vgg_caffe.train.solver import Solver
+from vgg_caffe.train.log import TrainingLog
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from vgg_caffe.proto import parse_text, pb
-from vgg_caffe.solver import Solver
-from vgg_caffe.training_log import TrainingLog, parse_log
+from vgg_caffe.train.solver import Solver
+from vgg_caffe.train.log import TrainingLog, parse_log
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

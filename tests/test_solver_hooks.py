@@ -14,8 +14,8 @@ import torch
 
 from vgg_caffe.errors import CaffeError
 from vgg_caffe.proto import parse_text, pb
-from vgg_caffe.solver import Solver
-from vgg_caffe.training_log import TrainingLog
+from vgg_caffe.train.solver import Solver
+from vgg_caffe.train.log import TrainingLog
 
 B, K, C = 8, 6, 3
 NET = f"""

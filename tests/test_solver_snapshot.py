@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 import torch
 
-from vgg_caffe import solverstate
+from vgg_caffe.io import solverstate
 from vgg_caffe.errors import CaffeError
 from vgg_caffe.proto import parse_text, pb, read_message
-from vgg_caffe.solver import Solver, TrainingDiverged
-from vgg_caffe.training_log import TrainingLog
+from vgg_caffe.train.solver import Solver, TrainingDiverged
+from vgg_caffe.train.log import TrainingLog
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N, K, C = 8, 6, 3
@@ -173,8 +173,8 @@ def test_nan_loss_stops_after_snapshot_of_last_good_state(tmp_path):
 
 
 def test_unknown_solver_type_and_missing_net(tmp_path):
-    with pytest.raises(CaffeError, match="unknown solver type 'Adam'.*SGD, Nesterov"):
-        make(param(tmp_path, 2, type="Adam"))
+    with pytest.raises(CaffeError, match="unknown solver type 'Adamax'.*AdaDelta, AdaGrad, Adam, Nesterov, RMSProp, SGD"):
+        make(param(tmp_path, 2, type="Adamax"))
     p = pb.SolverParameter(base_lr=0.1, lr_policy="fixed", max_iter=1)
     with pytest.raises(CaffeError, match="one of net, net_param, train_net or train_net_param"):
         make(p)

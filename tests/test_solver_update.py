@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from vgg_caffe.proto import parse_text, pb
-from vgg_caffe.solver import Solver
-from vgg_caffe.training_log import TrainingLog
+from vgg_caffe.train.solver import Solver
+from vgg_caffe.train.log import TrainingLog
 
 N, K, H, C = 4, 3, 5, 3
 

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from vgg_caffe import weights, wire
+import vgg_caffe.io as vgg_io
+from vgg_caffe.io import caffemodel as weights
+from vgg_caffe.io import wire
 from vgg_caffe.errors import CaffeError
 from vgg_caffe.net import Net
 from vgg_caffe.proto import pb
@@ -262,12 +264,12 @@ def test_wrong_shape_names_layer_blob_and_shapes_and_leaves_net_unchanged(tmp_pa
 
 def test_legacy_shape_rule_is_right_aligned():
     blob = weights.CaffemodelBlob(None, wire.BlobRecord((1, 1, 5, 7), True, count=35), "x")
-    assert weights.shape_matches((5, 7), blob)
-    assert not weights.shape_matches((7, 5), blob)
-    assert not weights.shape_matches((1, 5, 7, 1), blob)
-    assert weights.shape_matches((1, 1, 5, 7), blob)
+    assert vgg_io.shape_matches((5, 7), blob)
+    assert not vgg_io.shape_matches((7, 5), blob)
+    assert not vgg_io.shape_matches((1, 5, 7, 1), blob)
+    assert vgg_io.shape_matches((1, 1, 5, 7), blob)
     modern = weights.CaffemodelBlob(None, wire.BlobRecord((1, 1, 5, 7), False, count=35), "x")
-    assert not weights.shape_matches((5, 7), modern)         # the shape field compares exactly
+    assert not vgg_io.shape_matches((5, 7), modern)         # the shape field compares exactly
 
 
 def test_blob_count_mismatch(tmp_path):
@@ -456,7 +458,7 @@ def test_v0_layers_are_refused_by_name(tmp_path):
 def test_vgg16_v1_file_with_legacy_dims_loads_into_generated_net(tmp_path):
     """A V1 file with VGG-16's layer names, types and legacy dims (widths / 16, 32x32 input),
     written with protobuf, loads into the net netgen generates for configuration D."""
-    from vgg_caffe.netgen import Options, deploy_net
+    from vgg_caffe.vgg.netgen import Options, deploy_net
     opts = Options(width_div=16, crop=32, num_classes=10, deploy_batch=1)
     deploy = deploy_net("D", opts)
     net = Net(deploy, phase="TEST")
@@ -515,7 +517,7 @@ def _tiny_weights(tmp_path):
 def test_state_dict_given_as_weights_is_named_with_the_conversion(tmp_path, suffix, kind):
     """A safetensors or torch.save (zip) file is refused before parsing, saying what it is and
     the conversion; that conversion then loads, with the same values."""
-    from vgg_caffe import weights_convert
+    from vgg_caffe.io import convert as weights_convert
     src, w = _tiny_weights(tmp_path)
     sd = str(tmp_path / f"tiny{suffix}")
     weights_convert.convert(src, sd)
@@ -560,7 +562,7 @@ def test_foreign_content_under_a_caffemodel_name(tmp_path):
 def test_solverstate_given_as_weights(tmp_path, name, iteration):
     """A solverstate (binary, by suffix or by content: iter as field 1, or learned_net's file
     name when iter is 0; or HDF5) is named as such, not 'corrupt caffemodel at byte 2'."""
-    from vgg_caffe import solverstate
+    from vgg_caffe.io import solverstate
     path = str(tmp_path / name)
     state = pb.SolverState(iter=iteration, learned_net=str(tmp_path / "snap_iter_5.caffemodel"))
     solverstate.write(path, state, [randn(4, 3, 3, 3), randn(4)])

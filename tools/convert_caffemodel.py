@@ -7,7 +7,7 @@
     python tools/convert_caffemodel.py vgg16_tv.pth back.caffemodel --torchvision-normalisation
     python tools/convert_caffemodel.py --info VGG_ILSVRC_16_layers.caffemodel
 
-The library is vgg_caffe.weights (file formats) and vgg_caffe.weights_convert (naming, folding).
+The library is vgg_caffe.io.caffemodel (file formats) and vgg_caffe.io.convert (naming, folding).
 """
 import argparse
 import os
@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from vgg_caffe import weights_convert as wc  # noqa: E402
+from vgg_caffe.io import convert as wc
 from vgg_caffe.errors import CaffeError, run_cli  # noqa: E402
 
 EPILOG = """\

@@ -10,7 +10,7 @@ gets a kernel the size of the feature map it used to flatten (7x7 for VGG's fc6 
 ones 1x1; weights are reshaped, names kept. to-fc undoes it for every convolution whose kernel
 covers its whole bottom at the declared input size. V1 prototxt and caffemodels (the released VGG
 files) are read; the current format is written. This is the recipe of Caffe's net_surgery example,
-done by vgg_caffe.dense.
+done by vgg_caffe.eval.dense.
 """
 import argparse
 import os
@@ -18,7 +18,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from vgg_caffe.dense import convert_files  # noqa: E402
+from vgg_caffe.eval.dense import convert_files
 from vgg_caffe.errors import run_cli  # noqa: E402
 
 

@@ -4,7 +4,7 @@
 The same files as Caffe's tools/extra/parse_log.py: one row per displayed iteration (train) or per
 test, columns NumIters, Seconds (since the "Solving" line), LearningRate, then one column per net
 output (loss, accuracy, ...). Reads logs of `python -m vgg_caffe.solve` (stderr or --log) and of
-Caffe itself. See vgg_caffe.training_log.parse_log.
+Caffe itself. See vgg_caffe.train.log.parse_log.
 """
 import argparse
 import os
@@ -13,7 +13,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from vgg_caffe.errors import CaffeError, run_cli  # noqa: E402
-from vgg_caffe.training_log import parse_log, write_csv  # noqa: E402
+from vgg_caffe.train.log import parse_log, write_csv
 
 
 def main(argv=None):

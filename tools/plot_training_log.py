@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from vgg_caffe.errors import CaffeError, run_cli  # noqa: E402
 from vgg_caffe.fileio import atomic_write  # noqa: E402
-from vgg_caffe.training_log import parse_log  # noqa: E402
+from vgg_caffe.train.log import parse_log
 
 
 def plot(train, test, x="iters", title=None):

@@ -123,8 +123,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     import torch
 
-    from . import netgen, solve
-    from . import evaluate as ev
+    from .vgg import netgen
+    from . import solve
+    from . import eval as ev
 
     global _START
     _START = time.time()

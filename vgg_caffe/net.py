@@ -265,6 +265,11 @@ class Net(nn.Module):
         blobs = self.graph_module(*feeds)
         for n, t in zip(self.input_names, feeds):
             blobs.setdefault(n, t)
+        # As Caffe's blobs, blob_shapes follow the last pass: a layer whose top size depends on the
+        # data (Filter) changes the shapes below it while the inputs stay the same.
+        for t, v in blobs.items():
+            if isinstance(v, torch.Tensor) and self.blob_shapes.get(t, tuple(v.shape)) != tuple(v.shape):
+                self.blob_shapes[t] = tuple(v.shape)
         self.blobs = blobs
         self.iteration += 1
         return OrderedDict((t, blobs[t]) for t in self.output_names)
@@ -383,13 +388,13 @@ class Net(nn.Module):
                     param.copy_(torch.tensor(values, dtype=param.dtype).reshape(param.shape))
 
     def copy_from(self, path, strict=True, layers=None):
-        """Copy weights by layer name from a .caffemodel or .h5 (see vgg_caffe.weights)."""
-        from . import weights
+        """Copy weights by layer name from a .caffemodel or .h5 (see vgg_caffe.io.caffemodel)."""
+        from .io import net_weights as weights
         return weights.copy_into(self, path, strict=strict, layers=layers)
 
     def save(self, path):
         """Write the weights as a .caffemodel (or Caffe's HDF5 layout for .h5)."""
-        from . import weights
+        from .io import net_weights as weights
         return weights.save_net(self, path)
 
     def to_module(self, outputs=None):

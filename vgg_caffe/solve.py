@@ -10,17 +10,17 @@ name, extra layers in a file ignored; it replaces the solver's own `weights`), -
 a run from its .solverstate (not both). --init-layers restricts the --weights copy to the named
 layers: the paper's initialisation of the deeper nets from net A. SIGINT (and SIGTERM) stop after
 a snapshot by default, SIGHUP snapshots and goes on; a second SIGINT interrupts at once.
---gpus / --cpu-workers / torchrun run data-parallel workers (vgg_caffe.parallel).
+--gpus / --cpu-workers / torchrun run data-parallel workers (vgg_caffe.train.parallel).
 """
 import argparse
 import signal
 import sys
 
-from . import parallel
+from .train import parallel
 from .errors import CaffeError, run_cli
 from .proto import read_solver
-from .solver import NONE, SNAPSHOT, STOP, Solver
-from .training_log import TrainingLog
+from .train.solver import NONE, SNAPSHOT, STOP, Solver
+from .train.log import TrainingLog
 
 EFFECTS = {"stop": STOP, "snapshot": SNAPSHOT, "none": NONE}
 
@@ -107,7 +107,7 @@ def parse_args(argv=None):
 
 
 def train(args, rank=0, world_size=1, allreduce=None, device=None, seed=None, batch_scale=1):
-    """Train as the arguments say; in a parallel job, called in every worker (vgg_caffe.parallel)."""
+    """Train as the arguments say; in a parallel job, called in every worker (vgg_caffe.train.parallel)."""
     param = read_solver(args.solver)
     layers = [n.strip() for n in args.init_layers.split(",") if n.strip()] if args.init_layers else None
     if args.weights:

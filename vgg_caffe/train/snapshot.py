@@ -15,9 +15,9 @@ import os
 import numpy as np
 import torch
 
-from . import solverstate
-from .errors import CaffeError
-from .proto import pb
+from ..io import solverstate
+from ..errors import CaffeError
+from ..proto import pb
 
 
 def snapshot_prefix(param, source):
@@ -58,10 +58,10 @@ def restore(path, net, schedule, history, learnable):
     state, saved_history = solverstate.read(path)
     if len(saved_history) != len(history):
         raise CaffeError(f"{path}: incorrect length of history blobs: the file has {len(saved_history)}, "
-                         f"the net has {len(history)} learnable blobs")
+                         f"the solver keeps {len(history)} ({len(learnable)} learnable blobs)")
     for k, (have, saved) in enumerate(zip(history, saved_history)):
         if tuple(have.shape) != tuple(saved.shape):
-            layer, i, _, _ = learnable[k]
+            layer, i, _, _ = learnable[k % len(learnable)]  # AdaDelta, Adam: a second block of N
             raise CaffeError(f"{path}: history blob {k} (layer '{layer.name}' blob {i}) has shape "
                              f"{tuple(saved.shape)}, the net's is {tuple(have.shape)}")
     if state.learned_net:

@@ -11,8 +11,8 @@ import os
 import h5py
 import numpy as np
 
-from .errors import CaffeError
-from .fileio import atomic_open
+from ..errors import CaffeError
+from ..fileio import atomic_open
 
 
 class HDF5Blob:

@@ -1,23 +1,26 @@
-"""Solver: Caffe's SGD (and Nesterov) solver's training loop, its test pass, snapshots and resume.
+"""Solver: the training loop of Caffe's solvers (every type: SGD, Nesterov, AdaGrad, RMSProp,
+AdaDelta, Adam), with its test pass, snapshots and resume.
 
-Reproduces Caffe's Solver / SGDSolver (solver.cpp, sgd_solver.cpp):
+Reproduces Caffe's Solver / SGDSolver (solver.cpp, sgd_solver.cpp); the parts live beside it:
+nets.py builds the train and test nets, testing.py runs the test pass, updates/ holds one update
+rule per solver type, snapshot.py writes and restores snapshots, log.py prints Caffe's lines.
 - nets: one train net from net / net_param / train_net / train_net_param and the test nets from
   test_net_param, test_net and, for net / net_param, one instance per remaining test_iter, each
   with its NetState (phase, plus net_param.state, plus train_state / test_state[i]); test nets
   share the train net's blobs by layer name (ShareTrainedLayersWith).
 - Step: zero the diffs; forward + backward iter_size times, the diffs summing; then ApplyUpdate
   with the rate at the current iteration: Caffe's SGD / Nesterov update (clipping, iter_size,
-  L1/L2 decay, lr_mult/decay_mult, the rate inside the momentum history) is vgg_caffe.sgd.
+  L1/L2 decay, lr_mult/decay_mult, the rate inside the momentum history) is vgg_caffe.train.updates.
 - Test every test_interval iterations (and at 0 unless test_initialization is false), the outputs
   averaged over test_iter batches; display every `display` iterations with the loss smoothed over
   average_loss iterations; snapshot every `snapshot` iterations and after training.
 - Snapshots PREFIX_iter_N.caffemodel + PREFIX_iter_N.solverstate (".h5" appended for HDF5),
-  written and restored by vgg_caffe.snapshot; restore continues the same trajectory (all
+  written and restored by vgg_caffe.train.snapshot; restore continues the same trajectory (all
   randomness is keyed by iteration, see vgg_caffe.rng).
 
 Beyond Caffe: a non-finite loss or gradient stops training with a CaffeError naming the iteration,
 after a snapshot of the weights before the bad update; the "plateau" lr policy (lr_policy.py);
-and data parallelism hooks: rank / world_size / allreduce (vgg_caffe.parallel). Each process
+and data parallelism hooks: rank / world_size / allreduce (vgg_caffe.train.parallel). Each process
 computes samples [rank*B/W, (rank+1)*B/W) of the global batch B, `allreduce(tensors)` averages
 the gradients (and a few statistics) in place before the update, and only rank 0 logs and
 snapshots. The data for forward pass k (= iteration * iter_size + sub-batch) is
@@ -27,56 +30,37 @@ keys dropout, so 1 process and W processes train the same trajectory.
 import math
 import os
 import time
-from collections import OrderedDict
 
 import torch
 
 from . import snapshot as snapshots
-from .errors import CaffeError
+from ..errors import CaffeError
 from .lr_policy import LrSchedule
-from .net import Net
-from .proto import pb, read_net, read_solver, upgrade_net
-from .rng import SampleWindow
-from .sgd import SGDUpdate
-from .training_log import TrainingLog, fmt
-
-SOLVER_TYPES = {"SGD": "SGD", "Nesterov": "Nesterov"}
-_CAFFE_ONLY_TYPES = ("AdaGrad", "RMSProp", "AdaDelta", "Adam")
-_LEGACY_TYPE_NAMES = {pb.SolverParameter.SGD: "SGD", pb.SolverParameter.NESTEROV: "Nesterov",
-                      pb.SolverParameter.ADAGRAD: "AdaGrad", pb.SolverParameter.RMSPROP: "RMSProp",
-                      pb.SolverParameter.ADADELTA: "AdaDelta", pb.SolverParameter.ADAM: "Adam"}
-
-# Actions a signal (or anyone) can request; checked once per iteration and per test batch.
-NONE, STOP, SNAPSHOT = 0, 1, 2
+from ..proto import pb, read_solver, upgrade_solver
+from ..rng import SampleWindow
+from .nets import SolverNets, resolve_path
+from .testing import NONE, SNAPSHOT, STOP, SolverTesting  # noqa: F401  (re-exported for solve.py)
+from .updates import UpdateRule, known_rules, rule_class
+from .log import TrainingLog, fmt
 
 
 class TrainingDiverged(CaffeError):
     """The loss or the gradient became NaN or infinite."""
 
 
-def resolve_path(path, base_dir, what="file"):
-    """Caffe resolves relative paths against the current directory; be lenient and also try the
-    solver file's directory."""
-    if not path or os.path.isabs(path) or os.path.exists(path) or not base_dir:
-        return path
-    candidate = os.path.join(base_dir, path)
-    return candidate if os.path.exists(candidate) else path
 
 
 def solver_type(param, source):
-    """The solver type ("SGD" or "Nesterov"), from `type` or the legacy `solver_type` enum."""
-    name = param.type
-    if not param.HasField("type") and param.HasField("solver_type"):
-        name = _LEGACY_TYPE_NAMES[param.solver_type]
-    if name in SOLVER_TYPES:
-        return name
-    note = (f" ({name} is a Caffe solver this project does not implement)"
-            if name in _CAFFE_ONLY_TYPES else "")
-    raise CaffeError(f"{source}: unknown solver type '{name}'{note}; expected one of {', '.join(SOLVER_TYPES)}")
+    """The solver type string; the legacy `solver_type` enum is upgraded first, as Caffe's
+    UpgradeSolverType does (vgg_caffe.proto.upgrade_solver)."""
+    name = upgrade_solver(param, source).type
+    if name not in known_rules():
+        raise CaffeError(f"{source}: unknown solver type '{name}'; expected one of {', '.join(known_rules())}")
+    return name
 
 
-class Solver:
-    """Caffe's SGD solver over a Net.
+class Solver(SolverNets, SolverTesting):
+    """A Caffe solver over a Net (the type from the SolverParameter).
 
     Solver(param, rank=0, world_size=1, allreduce=None, device=None, seed=None, batch_scale=1,
            log=None, train_feed=None, test_feeds=None, source=None)
@@ -165,147 +149,11 @@ class Solver:
             self.log.info("solver_mode is GPU but no CUDA device is available: running on the CPU")
         return torch.device("cpu")
 
-    def _net_param(self, param_field, file_field, index=None):
-        p = self.param
-        if index is None:
-            if p.HasField(param_field):
-                return upgrade_net(getattr(p, param_field), self.source)
-            path = resolve_path(getattr(p, file_field), self.base_dir)
-        else:
-            params = getattr(p, param_field)
-            if index < len(params):
-                return upgrade_net(params[index], self.source)
-            path = resolve_path(getattr(p, file_field)[index - len(params)], self.base_dir)
-        if not os.path.exists(path):
-            raise CaffeError(f"{self.source}: net file '{path}' does not exist")
-        return read_net(path)
-
-    def _init_train_net(self, batch_scale):
-        p, where = self.param, self.source
-        given = [f for f in ("train_net_param", "train_net", "net_param", "net") if p.HasField(f)]
-        if not given:
-            raise CaffeError(f"{where}: one of net, net_param, train_net or train_net_param must be given")
-        if len(given) > 1:
-            raise CaffeError(f"{where}: give only one of net, net_param, train_net, train_net_param (found {', '.join(given)})")
-        field = given[0]
-        if field.endswith("_param"):
-            model = net_param = upgrade_net(getattr(p, field), where)
-            net_source = where          # the net is written inside the solver file
-        else:
-            model = net_source = self._existing(getattr(p, field))
-            net_param = read_net(model)
-        if batch_scale != 1:
-            from .parallel import scale_batch_size
-            model = net_param = scale_batch_size(net_param, batch_scale, pb.TRAIN)
-        state = pb.NetState(phase=pb.TRAIN)
-        state.MergeFrom(net_param.state)
-        state.MergeFrom(p.train_state)
-        self.log.info(f"Creating training net from {field}" + ("" if field.endswith("_param") else f" file {getattr(p, field)}"))
-        # The net's errors name its file (the solver's, for a net_param written inside it).
-        return Net(model, phase=state.phase, level=state.level, stages=list(state.stage), source=net_source,
-                   seed=self.seed)
-
-    def _check_batch_split(self):
-        """In a parallel job, every batch must split over the workers: the train batch evenly (the
-        averaged gradient is then the batch's), a test batch into non-empty shares. Checked once the
-        nets are built, so a bad batch size fails before the first test pass or iteration."""
-        if self.world_size == 1:
-            return
-        from .parallel import sample_slice
-        for net, what, even in [(self.net, "train net", True)] + [(tn, f"test net #{i}", False)
-                                                                 for i, tn in enumerate(self.test_nets)]:
-            total = self._declared_batch(net)
-            if total is None:
-                continue
-            try:
-                sample_slice(total, self.rank, self.world_size, even=even)
-            except CaffeError as e:
-                raise CaffeError(f"{net.source}: {what}: {e}") from None
-
-    @staticmethod
-    def _declared_batch(net):
-        """The global batch of `net` as its data layers (or inputs) declare it; None without any."""
-        for layer in net.data_layers:
-            if layer.top_shapes and layer.top_shapes[0]:
-                return int(layer.top_shapes[0][0])
-        for name in net.input_names:
-            shape = net.blob_shapes.get(name)
-            if shape:
-                return int(shape[0])
-        return None
-
-    def _existing(self, path):
-        resolved = resolve_path(path, self.base_dir)
-        if not os.path.exists(resolved):
-            raise CaffeError(f"{self.source}: net file '{path}' does not exist")
-        return resolved
-
-    def _init_test_nets(self):
-        p, where = self.param, self.source
-        generic = p.HasField("net") or p.HasField("net_param")
-        specific = [("test_net_param", i) for i in range(len(p.test_net_param))] + \
-                   [("test_net", i) for i in range(len(p.test_net))]
-        if generic:
-            if len(p.test_iter) < len(specific):
-                raise CaffeError(f"{where}: test_iter must be specified for each test network "
-                                 f"({len(specific)} test nets, {len(p.test_iter)} test_iter)")
-        elif len(p.test_iter) != len(specific):
-            raise CaffeError(f"{where}: test_iter must be specified for each test network "
-                             f"({len(specific)} test nets, {len(p.test_iter)} test_iter)")
-        count = len(specific) + (len(p.test_iter) - len(specific) if generic else 0)
-        if len(p.test_state) and len(p.test_state) != count:
-            raise CaffeError(f"{where}: test_state must be unspecified or given once per test net ({count})")
-        if count and p.test_interval <= 0:
-            raise CaffeError(f"{where}: there are {count} test net(s) but test_interval is {p.test_interval}; "
-                             "set test_interval > 0")
-        nets = []
-        for i in range(count):
-            if i < len(specific):
-                kind, j = specific[i]
-                if kind == "test_net_param":
-                    model = net_param = upgrade_net(p.test_net_param[j], where)
-                    net_source = where
-                else:
-                    model = net_source = self._existing(p.test_net[j])
-                    net_param = read_net(model)
-            elif p.HasField("net_param"):
-                model = net_param = upgrade_net(p.net_param, where)
-                net_source = where
-            else:
-                model = net_source = self._existing(p.net)
-                net_param = read_net(model)
-            state = pb.NetState(phase=pb.TEST)
-            state.MergeFrom(net_param.state)
-            if len(p.test_state):
-                state.MergeFrom(p.test_state[i])
-            self.log.info(f"Creating test net (#{i})")
-            net = Net(model, phase=state.phase, level=state.level, stages=list(state.stage), source=net_source,
-                      seed=self.seed + 1 + i)
-            self._share_trained_layers(net)
-            nets.append(net)
-        return nets
-
-    def _share_trained_layers(self, test_net):
-        """Caffe's ShareTrainedLayersWith: a test layer with the name of a train layer uses its blobs."""
-        train_layers = dict(zip(self.net.layer_names, self.net.layers.values()))
-        for name, layer in zip(test_net.layer_names, test_net.layers.values()):
-            source = train_layers.get(name)
-            if source is None or not len(layer.blobs):
-                continue
-            if len(source.blobs) != len(layer.blobs):
-                raise CaffeError(f"{self.source}: layer '{name}' has {len(layer.blobs)} blobs in the test net "
-                                 f"but {len(source.blobs)} in the train net")
-            for j, blob in enumerate(source.blobs):
-                if blob.shape != layer.blobs[j].shape:
-                    raise CaffeError(f"{self.source}: layer '{name}' blob {j}: shape {tuple(layer.blobs[j].shape)} "
-                                     f"in the test net, {tuple(blob.shape)} in the train net")
-                layer.blobs[j] = blob
-
     def _init_update(self):
-        """The learnable blobs, their history, and the groups the update runs over (vgg_caffe.sgd);
+        """The learnable blobs, their history, and the groups the update runs over (vgg_caffe.train.updates);
         the lists are shared, so solver.params / solver.history are the update's own."""
-        self.sgd = SGDUpdate(self.net.learnable(), self.param, self.type)
-        u = self.sgd
+        self.rule = rule_class(self.type, self.source)(self.net.learnable(), self.param, self.source)
+        u = self.rule
         self.learnable, self.params, self.history = u.learnable, u.params, u.history
         self.groups, self.updated = u.groups, u.updated
 
@@ -458,10 +306,10 @@ class Solver:
         net.blobs = {}  # let the activations go before the next pass
         return loss.detach(), outputs
 
-    # The update itself is vgg_caffe.sgd; these stay for the loop above and bench/bench_solver.py.
+    # The update itself is vgg_caffe.train.updates; these stay for the loop above and bench/bench_solver.py.
 
     def _grads(self):
-        return self.sgd.grads()
+        return self.rule.grads()
 
     def _average(self, tensors):
         if self.allreduce is not None and self.world_size > 1:
@@ -470,11 +318,11 @@ class Solver:
 
     @staticmethod
     def _global_norm(grads, device):
-        return SGDUpdate.global_norm(grads, device)
+        return UpdateRule.global_norm(grads, device)
 
     def _apply_update(self, rate, grads, grad_norm):
-        """Caffe's SGDSolver::ApplyUpdate on the summed diffs (vgg_caffe.sgd)."""
-        self.sgd.apply(rate, grads, grad_norm, self.log)
+        """Caffe's SGDSolver::ApplyUpdate on the summed diffs (vgg_caffe.train.updates)."""
+        self.rule.apply(rate, grads, grad_norm, self.log, self.iter)
 
     def _update_smoothed_loss(self, loss, start_iter):
         """Caffe's UpdateSmoothedLoss: the mean of the last average_loss losses."""
@@ -488,18 +336,6 @@ class Solver:
             self.smoothed_loss += (loss - self.losses[idx]) / n
             self.losses[idx] = loss
 
-    def _log_outputs(self, kind, net, outputs, values):
-        """'    Train net output #k: NAME = V (* W = W*V loss)', one line per output element."""
-        k, pos = 0, 0
-        for name, blob in outputs.items():
-            weight = net.loss_weights.get(name, 0.0)
-            for _ in range(blob.numel()):
-                v = values[pos]
-                pos += 1
-                extra = f" (* {fmt(weight)} = {fmt(weight * v)} loss)" if weight else ""
-                self.log.info(f"    {kind} net output #{k}: {name} = {fmt(v)}{extra}")
-                k += 1
-
     def _diverged(self, loss, grad_norm):
         what = "loss" if not math.isfinite(loss) else "gradient"
         value = loss if not math.isfinite(loss) else grad_norm
@@ -509,85 +345,7 @@ class Solver:
         raise TrainingDiverged(f"{self.source}: training diverged at iteration {self.iter}: the {what} is "
                                f"{value} (try a lower base_lr or clip_gradients){where}")
 
-    # -- testing --------------------------------------------------------------------------------
-
-    def test_all(self):
-        results = []
-        for i in range(len(self.test_nets)):
-            if self.requested_early_exit:
-                break
-            results.append(self.test(i))
-        if self.schedule.watches_tests and results and results[0] is not None:
-            self._plateau(results[0])
-        return results
-
-    def test(self, i):
-        """Caffe's Solver::Test: mean of every output element over test_iter batches; returns
-        {output name: mean} (the first element of each output)."""
-        p, net = self.param, self.test_nets[i]
-        self.log.info(f"Iteration {self.iter}, Testing net (#{i})")
-        feed = self.test_feeds[i] if i < len(self.test_feeds) else None
-        total, loss_total, names = None, None, None
-        with torch.no_grad():
-            for k in range(p.test_iter[i]):
-                # In a parallel job requests wait for the next iteration, where all ranks agree.
-                request = self.action() if self.world_size == 1 else NONE
-                if request == SNAPSHOT:
-                    self.snapshot()
-                elif request == STOP:
-                    self.requested_early_exit = True
-                if self.requested_early_exit:
-                    self.log.info("Test interrupted.")
-                    return None
-                window = self._window(k, self._global_batch(net), even=False)
-                net.set_sample_window(window)
-                net.iteration = k
-                outputs = net(**self._inputs(net, feed, k, window))
-                # Outputs are means over this process's rows; a test batch may split unevenly
-                # (50 over 4 workers), so weigh them by the rows they cover before averaging.
-                share = (window.stop - window.start) * self.world_size / window.total
-                values = torch.cat([v.reshape(-1).float() for v in outputs.values()]) if outputs else torch.zeros(0)
-                values = values * share if share != 1 else values
-                names = [(n, v.numel()) for n, v in outputs.items()]
-                total = values if total is None else total + values
-                if p.test_compute_loss and net.loss_weights:
-                    loss = net.loss.reshape(1).float() * share
-                    loss_total = loss if loss_total is None else loss_total + loss
-                net.blobs = {}
-        if total is None:
-            return {}
-        packed = [total / p.test_iter[i]]
-        if loss_total is not None:
-            packed.append(loss_total / p.test_iter[i])
-        self._average(packed)
-        means = packed[0].tolist()
-        if loss_total is not None:
-            self.log.info(f"Test loss: {fmt(packed[1].item())}")
-        result, k, pos = OrderedDict(), 0, 0
-        for name, count in names:
-            weight = net.loss_weights.get(name, 0.0)
-            for j in range(count):
-                v = means[pos]
-                pos += 1
-                extra = f" (* {fmt(weight)} = {fmt(weight * v)} loss)" if weight else ""
-                self.log.info(f"    Test net output #{k}: {name} = {fmt(v)}{extra}")
-                k += 1
-                if j == 0:
-                    result[name] = v
-        return result
-
-    def _plateau(self, result):
-        metric = self.param.plateau_metric
-        if metric not in result:
-            raise CaffeError(f"{self.source}: lr_policy plateau watches test output '{metric}' "
-                             f"(plateau_metric) but test net #0 outputs {', '.join(result) or 'nothing'}")
-        before = self.schedule.current_step
-        if self.schedule.observe(result[metric]):
-            self.log.info(f"Plateau: test {metric} has not improved for {self.param.plateau_patience} test(s); "
-                          f"lowering the learning rate to {fmt(self.schedule.rate(self.iter))} "
-                          f"(drop {before + 1} of at most {self.param.plateau_max_drops})")
-
-    # -- snapshots (vgg_caffe.snapshot) --------------------------------------------------------
+    # -- snapshots (vgg_caffe.train.snapshot) --------------------------------------------------------
 
     def snapshot_filename(self, extension):
         return snapshots.snapshot_filename(self.snapshot_prefix, self.iter, extension)
@@ -602,4 +360,4 @@ class Solver:
     def restore(self, path):
         """Caffe's Solver::Restore: iteration, weights (learned_net), lr policy position, history."""
         self.iter = snapshots.restore(path, self.net, self.schedule, self.history, self.learnable)
-        self.log.info("SGDSolver: restoring history")
+        self.log.info(f"{self.type}Solver: restoring history")

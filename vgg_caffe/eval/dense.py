@@ -16,8 +16,8 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 import torch
 
-from .errors import CaffeError
-from .proto import pb, upgrade_net
+from ..errors import CaffeError
+from ..proto import pb, upgrade_net
 
 # One converted layer: its name, the new type, the weight shape in the new layout, and whether
 # the old InnerProduct weight was stored transposed (K, N).
@@ -42,7 +42,7 @@ def bottom_shapes(net_param, input_shapes=None, source=None):
     The net is built on torch's "meta" device, so a VGG-16 costs no memory here. source: the file
     errors name.
     """
-    from .net import Net
+    from ..net import Net
 
     with _meta_device():
         net = Net(net_param, phase="TEST", input_shapes=input_shapes, source=source)
@@ -223,7 +223,7 @@ def convert_blob(array, index, change):
 
 
 def convert_weights(weights, changes, source=None):
-    """Apply `changes` to weights read by vgg_caffe.weights.read_weights:
+    """Apply `changes` to weights read by vgg_caffe.io.caffemodel.read_weights:
     OrderedDict[layer, (type, [arrays])] -> the same with the converted layers reshaped and retyped.
     Layers of the file the net does not have pass through untouched (Caffe ignores them).
     source: the weights file errors name."""
@@ -250,7 +250,7 @@ def convert_weights(weights, changes, source=None):
 
 def dense_net(net, layers=None):
     """A dense Net sharing `net`'s weights (no copy): the evaluator's fully-convolutional twin."""
-    from .net import Net
+    from ..net import Net
 
     dense_param, changes = to_dense(net.net_param, layers, source=net.source)
     by_name = {c.name: c for c in changes}
@@ -274,7 +274,7 @@ def dense_net(net, layers=None):
 def convert_files(direction, model, weights, out_model, out_weights=None, layers=None):
     """net_surgery's job: read a prototxt (V1 or current) and optionally its caffemodel, write the
     converted pair. Returns the list of Changes."""
-    from .proto import read_net, write_message
+    from ..proto import read_net, write_message
 
     if weights and not out_weights:   # before anything is read or written
         raise CaffeError("--out-weights is required with --weights")
@@ -283,7 +283,7 @@ def convert_files(direction, model, weights, out_model, out_weights=None, layers
     new_param, changes = convert(net_param, layers, source=model)
     write_message(out_model, new_param, binary=False)
     if weights:
-        from . import weights as weights_io
+        from ..io import caffemodel as weights_io
 
         converted = convert_weights(weights_io.read_weights(weights), changes, source=weights)
         weights_io.write_weights(out_weights, converted, net_name=new_param.name)

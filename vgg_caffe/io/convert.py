@@ -27,10 +27,10 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from . import weights
-from .configs import get_config
-from .errors import CaffeError
-from .fileio import atomic_open, atomic_write
+from . import caffemodel as weights
+from ..vgg.configs import get_config
+from ..errors import CaffeError
+from ..fileio import atomic_open, atomic_write
 
 STATE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 CAFFE_SUFFIXES = (".caffemodel",) + weights.HDF5_SUFFIXES

@@ -22,7 +22,7 @@ the schedule.
 """
 import math
 
-from .errors import CaffeError
+from ..errors import CaffeError
 
 POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid", "plateau")
 

@@ -9,13 +9,13 @@ AlexNet). C adds 1x1 convolutions as the last layer of stages 3, 4 and 5; D has 
 Layer names follow the Model Zoo's VGG_ILSVRC_16/19_layers files: conv{stage}_{i}, relu{stage}_{i},
 pool{stage}, norm1 (A-LRN), fc6 relu6 drop6 fc7 relu7 drop7 fc8, and prob / loss.
 
-    >>> from vgg_caffe.configs import get_config
+    >>> from vgg_caffe.vgg.configs import get_config
     >>> [c.name for c in get_config("C").stages[2]]
     ['conv3_1', 'conv3_2', 'conv3_3']
 """
 from dataclasses import dataclass
 
-from .errors import CaffeError
+from ..errors import CaffeError
 
 
 @dataclass(frozen=True)

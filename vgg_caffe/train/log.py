@@ -185,7 +185,7 @@ def parse_log(path):
 
 def write_csv(path, rows, delimiter=","):
     """Rows as Caffe's parse_log.py writes them (header of the first row's keys)."""
-    from .fileio import atomic_write
+    from ..fileio import atomic_write
 
     if not rows:
         atomic_write(path, "")

@@ -16,9 +16,9 @@ import os
 import numpy as np
 
 from . import wire
-from .errors import CaffeError
-from .fileio import atomic_open
-from .proto import pb
+from ..errors import CaffeError
+from ..fileio import atomic_open
+from ..proto import pb
 
 _HISTORY = 3                                  # SolverState.history
 _HISTORY_TAG = (_HISTORY << 3) | wire.LENGTH  # one byte

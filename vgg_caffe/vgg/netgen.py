@@ -1,0 +1,399 @@
+"""Net and solver definitions for every configuration of Table 1 and each of the paper's regimes.
+
+Builds NetParameter / SolverParameter messages (not text templates) from vgg_caffe.vgg.configs and
+writes them as prototxt, into OUT/<CONFIG>/:
+
+  train_val_S256.prototxt, train_val_S384.prototxt, train_val_multiscale.prototxt
+        TRAIN: a `type: "Python"` data layer (vgg_caffe.data.vgg_layer.VGGData, options as JSON in
+        param_str) doing the paper's isotropic rescaling to S (fixed, or jittered in
+        [S_min, S_max]), random 224 crop, mirror and colour shift; upstream Caffe still parses it.
+        TEST: Caffe's standard LMDB Data layer with a centre crop. The three files differ only in
+        the scale range of the TRAIN layer.
+  deploy.prototxt         Input 10x3x224x224 ... Softmax "prob" (the Model Zoo's layout).
+  deploy_dense.prototxt   fc6 as a 7x7 convolution, fc7/fc8 as 1x1 ones (same names, so the
+                          weights map by name after reshaping) for the paper's dense evaluation.
+  solver_S256.prototxt, solver_S384.prototxt, solver_multiscale.prototxt
+        The paper's three training regimes: from scratch at S = 256 (the deeper nets pre-initialised
+        from net A, see the comment at the top of the file); S = 384 initialised from S = 256 with
+        base_lr 1e-3; S in [256, 512] fine-tuned from S = 384.
+
+Command line (what `make prototxt [CONFIG=E]` runs):
+
+    python -m vgg_caffe.netgen --out prototxt [--config E] [--width-div 16 --crop 32 ...]
+
+From Python, for small nets on the same code path (demos, tests):
+
+    from vgg_caffe.vgg import netgen
+    paths = netgen.write_all("/tmp/small", "A", width_div=16, crop=32, num_classes=10,
+                             train_source="train_lmdb", test_source="val_lmdb", batch_size=32)
+    # paths["solver_S256"] -> "/tmp/small/A/solver_S256.prototxt"
+
+Options scale with the crop: the default scale ranges are the paper's (256, 384, [256, 512])
+times crop/224, and the dense fc6 kernel is the last feature map's size (crop/32 under Caffe's
+ceil pooling), not 7.
+"""
+import json
+import math
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field, fields
+
+from .configs import A_INIT_LAYERS, LRN, NAMES, get_config
+from ..errors import CaffeError
+from ..fileio import atomic_write
+from ..proto import format_text, pb
+
+MEAN_BGR = (103.939, 116.779, 123.68)
+REGIMES = ("S256", "S384", "multiscale")
+# The paper's training scales (smallest image side S) at crop 224.
+PAPER_SCALES = {"S256": (256, 256), "S384": (384, 384), "multiscale": (256, 512)}
+# Which regime each one is initialised from (None: from scratch).
+INIT_FROM = {"S256": None, "S384": "S256", "multiscale": "S384"}
+DATA_MODULE, DATA_CLASS = "vgg_caffe.data.vgg_layer", "VGGData"
+
+
+@dataclass
+class Options:
+    """Everything a generated net or solver depends on besides the configuration.
+
+    The defaults are the paper's ImageNet setting; small values give a small VGG on the same path.
+    """
+    width_div: int = 1                  # every conv and FC-4096 width divided by this
+    crop: int = 224                     # training crop and deploy input size
+    num_classes: int = 1000
+    train_source: str = "data/ilsvrc12_train_lmdb"
+    test_source: str = "data/ilsvrc12_val_lmdb"
+    batch_size: int = 256               # the global batch (the paper's 256)
+    test_batch_size: int = 50
+    deploy_batch: int = 10
+    mean_value: tuple = MEAN_BGR
+    color_shift: float = 0.1            # std of the PCA colour shift (AlexNet's)
+    mirror: bool = True
+    scales: dict = None                 # regime -> (S_min, S_max); None: the paper's times crop/224
+    filler: str = "gaussian"            # "gaussian" (std 0.01) or "xavier" (Glorot, the paper's note)
+    snapshot_dir: str = "snapshots"
+    # Solver settings (the paper's unless given).
+    base_lr: float = 0.01
+    finetune_lr: float = 0.001          # S384 and multi-scale regimes
+    momentum: float = 0.9
+    weight_decay: float = 0.0005
+    max_iter: int = 370000              # 74 epochs of 1.28M images at batch 256
+    test_iter: int = 1000               # 50,000 validation images / 50
+    test_interval: int = 5000           # about one epoch
+    display: int = 20
+    snapshot: int = 10000
+    plateau_patience: int = 2           # tests without improvement before the rate drops 10x
+    plateau_max_drops: int = 3          # the paper lowered the rate three times
+    solver_mode: str = "GPU"
+    random_seed: int = 1
+    extra_solver: dict = field(default_factory=dict)   # any further SolverParameter fields
+
+    def __post_init__(self):
+        for name in ("width_div", "crop", "num_classes", "batch_size", "test_batch_size", "deploy_batch"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise CaffeError(f"netgen option {name} must be a positive integer, got {value!r}")
+        if self.filler not in ("gaussian", "xavier"):
+            raise CaffeError(f"netgen option filler must be 'gaussian' or 'xavier', got {self.filler!r}")
+        if self.solver_mode not in ("CPU", "GPU"):
+            raise CaffeError(f"netgen option solver_mode must be CPU or GPU, got {self.solver_mode!r}")
+        scales = {r: tuple(int(round(s * self.crop / 224)) for s in PAPER_SCALES[r]) for r in REGIMES}
+        scales.update({r: tuple(int(v) for v in s) for r, s in (self.scales or {}).items()})
+        for regime, (lo, hi) in scales.items():
+            if regime not in REGIMES:
+                raise CaffeError(f"netgen: unknown regime '{regime}'; regimes: {', '.join(REGIMES)}")
+            if not self.crop <= lo <= hi:
+                raise CaffeError(f"netgen: regime {regime} scale range [{lo}, {hi}] must satisfy "
+                                 f"crop ({self.crop}) <= S_min <= S_max")
+        self.scales = scales
+
+    def width(self, w):
+        return max(1, w // self.width_div)
+
+    def non_defaults(self):
+        default = Options()
+        return [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
+                if getattr(self, f.name) != getattr(default, f.name)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Layers
+# ----------------------------------------------------------------------------------------------
+
+def _layer(net, name, type_, bottom=(), top=(), phase=None):
+    layer = net.layer.add(name=name, type=type_)
+    layer.bottom.extend(bottom)
+    layer.top.extend(top)
+    if phase is not None:
+        layer.include.add(phase=phase)
+    return layer
+
+
+def _learning(layer):
+    """Model Zoo convention: weights at the base rate with decay, biases at twice the rate without."""
+    layer.param.add(lr_mult=1, decay_mult=1)
+    layer.param.add(lr_mult=2, decay_mult=0)
+
+
+def _fillers(param, opts):
+    # The paper's text says "zero mean and 10^-2 variance" (std 0.1); Caffe practice for VGG and
+    # AlexNet-style nets is std 0.01, which is what the deeper nets need to train at all. The
+    # paper's footnote: Glorot (xavier) initialisation works without pre-training from net A.
+    if opts.filler == "xavier":
+        param.weight_filler.type = "xavier"
+    else:
+        param.weight_filler.type = "gaussian"
+        param.weight_filler.std = 0.01
+    param.bias_filler.type = "constant"
+    param.bias_filler.value = 0
+
+
+def _conv(net, name, bottom, width, kernel, pad, opts, train):
+    layer = _layer(net, name, "Convolution", [bottom], [name])
+    if train:
+        _learning(layer)
+    p = layer.convolution_param
+    p.num_output = width
+    if pad:
+        p.pad.append(pad)
+    p.kernel_size.append(kernel)
+    if train:
+        _fillers(p, opts)
+    return layer
+
+
+def _fc(net, name, bottom, width, opts, train):
+    layer = _layer(net, name, "InnerProduct", [bottom], [name])
+    if train:
+        _learning(layer)
+    layer.inner_product_param.num_output = width
+    if train:
+        _fillers(layer.inner_product_param, opts)
+    return layer
+
+
+def _relu(net, name, blob):
+    _layer(net, name, "ReLU", [blob], [blob])
+
+
+def _dropout(net, name, blob):
+    _layer(net, name, "Dropout", [blob], [blob]).dropout_param.dropout_ratio = 0.5
+
+
+def final_map_size(crop):
+    """Spatial size after the five 2x2/2 max-pools under Caffe's ceil rounding (224 -> 7, 32 -> 1)."""
+    size = crop
+    for _ in range(5):
+        size = int(math.ceil((size - 2) / 2)) + 1 if size > 1 else 1
+    return size
+
+
+def _stack(net, cfg, opts, train, dense=False):
+    """conv stages, pools, (LRN), then fc6-fc8 (as convolutions when dense). Returns the last top."""
+    top = "data"
+    for s, stage in enumerate(cfg.stages, start=1):
+        for conv in stage:
+            _conv(net, conv.name, top, opts.width(conv.width), conv.kernel, conv.pad, opts, train)
+            _relu(net, conv.relu, conv.name)
+            top = conv.name
+        if cfg.lrn and s == 1:
+            norm = _layer(net, "norm1", "LRN", [top], ["norm1"])
+            for key, value in LRN.items():
+                setattr(norm.lrn_param, key, value)
+            top = "norm1"
+        pool = _layer(net, f"pool{s}", "Pooling", [top], [f"pool{s}"])
+        pool.pooling_param.pool = pb.PoolingParameter.MAX
+        pool.pooling_param.kernel_size = 2
+        pool.pooling_param.stride = 2
+        top = f"pool{s}"
+    widths = [opts.width(cfg.fc[0]), opts.width(cfg.fc[1]), opts.num_classes]
+    for i, width in enumerate(widths, start=6):
+        name = f"fc{i}"
+        if dense:
+            kernel = final_map_size(opts.crop) if i == 6 else 1
+            _conv(net, name, top, width, kernel, 0, opts, train)
+        else:
+            _fc(net, name, top, width, opts, train)
+        top = name
+        if i < 8:
+            _relu(net, f"relu{i}", name)
+            _dropout(net, f"drop{i}", name)
+    return top
+
+
+def vgg_param_str(source, batch_size, scale, crop_size, mirror=True, color_shift=0.1, mean_value=MEAN_BGR):
+    """The JSON the VGG training data layer reads: keys sorted, compact, exactly this schema."""
+    return json.dumps({"source": source, "batch_size": batch_size, "scale": [int(scale[0]), int(scale[1])],
+                       "crop_size": crop_size, "mirror": bool(mirror), "color_shift": color_shift,
+                       "mean_value": list(mean_value)}, sort_keys=True, separators=(",", ":"))
+
+
+def train_val_net(config, regime="S256", opts=None):
+    """The training and validation net of one regime (they differ only in the scale range)."""
+    cfg, opts = get_config(config), opts or Options()
+    if regime not in REGIMES:
+        raise CaffeError(f"netgen: unknown regime '{regime}'; regimes: {', '.join(REGIMES)}")
+    net = pb.NetParameter(name=f"VGG_{cfg.name}")
+    train = _layer(net, "data", "Python", top=["data", "label"], phase=pb.TRAIN)
+    train.python_param.module = DATA_MODULE
+    train.python_param.layer = DATA_CLASS
+    train.python_param.param_str = vgg_param_str(opts.train_source, opts.batch_size, opts.scales[regime],
+                                                 opts.crop, opts.mirror, opts.color_shift, opts.mean_value)
+    test = _layer(net, "data", "Data", top=["data", "label"], phase=pb.TEST)
+    test.data_param.source = opts.test_source
+    test.data_param.backend = pb.DataParameter.LMDB
+    test.data_param.batch_size = opts.test_batch_size
+    test.transform_param.crop_size = opts.crop
+    test.transform_param.mean_value.extend(opts.mean_value)
+    top = _stack(net, cfg, opts, train=True)
+    _layer(net, "loss", "SoftmaxWithLoss", [top, "label"], ["loss"])
+    _layer(net, "accuracy", "Accuracy", [top, "label"], ["accuracy"], phase=pb.TEST)
+    # Caffe's Accuracy refuses top_k above the class count, so small nets (< 5 classes) skip top-5.
+    if opts.num_classes >= 5:
+        top5 = _layer(net, "accuracy_top5", "Accuracy", [top, "label"], ["accuracy_top5"], phase=pb.TEST)
+        top5.accuracy_param.top_k = 5
+    return net
+
+
+def deploy_net(config, opts=None, dense=False):
+    """The test-time net: Input, the stack, Softmax "prob"; `dense` turns fc6-fc8 into convolutions."""
+    cfg, opts = get_config(config), opts or Options()
+    net = pb.NetParameter(name=f"VGG_{cfg.name}" + ("_dense" if dense else ""))
+    data = _layer(net, "data", "Input", top=["data"])
+    data.input_param.shape.add().dim.extend([1 if dense else opts.deploy_batch, 3, opts.crop, opts.crop])
+    top = _stack(net, cfg, opts, train=False, dense=dense)
+    _layer(net, "prob", "Softmax", [top], ["prob"])
+    return net
+
+
+def solver(config, regime, net_path, opts=None):
+    """(SolverParameter, comment lines) of one regime for the net at `net_path`."""
+    cfg, opts = get_config(config), opts or Options()
+    s = pb.SolverParameter()
+    s.net = net_path
+    s.test_iter.append(opts.test_iter)
+    s.test_interval = opts.test_interval
+    s.base_lr = opts.base_lr if INIT_FROM[regime] is None else opts.finetune_lr
+    s.display = opts.display
+    s.max_iter = opts.max_iter
+    s.lr_policy = "plateau"
+    s.plateau_metric = "accuracy"
+    s.plateau_patience = opts.plateau_patience
+    s.plateau_max_drops = opts.plateau_max_drops
+    s.gamma = 0.1
+    s.momentum = opts.momentum
+    s.weight_decay = opts.weight_decay
+    s.snapshot = opts.snapshot
+    s.snapshot_prefix = _prefix(opts, cfg.name, regime)
+    s.solver_mode = pb.SolverParameter.SolverMode.Value(opts.solver_mode)
+    s.random_seed = opts.random_seed
+    lo, hi = opts.scales[regime]
+    scale = f"S = {lo}" if lo == hi else f"S jittered in [{lo}, {hi}]"
+    comments = [f"VGG configuration {cfg.name} ({cfg.weight_layers} weight layers), regime {regime}: "
+                f"training scale {scale}, batch {opts.batch_size} (set by the net's data layer)."]
+    source = INIT_FROM[regime]
+    if source is not None:
+        s.weights.append(final_weights(opts, cfg.name, source))
+        comments.append(f"Initialised from the {source} run's final weights ({s.weights[0]}); "
+                        f"base_lr {s.base_lr:g} as in the paper's fine-tuning.")
+        comments.append("Other weights: python -m vgg_caffe.solve {solver} --weights OTHER.caffemodel")
+    elif cfg.name not in ("A", "A-LRN"):
+        comments.append("The paper initialises the first four convolutional layers and the three "
+                        "fully-connected layers from net A (the rest at random):")
+        comments.append(f"  python -m vgg_caffe.solve {{solver}} --weights "
+                        f"{final_weights(opts, 'A', 'S256')} --init-layers {','.join(A_INIT_LAYERS)}")
+        comments.append("(or, as the paper notes, train from scratch with Glorot initialisation: "
+                        "netgen --filler xavier)")
+    else:
+        comments.append("Trained from random initialisation.")
+    for key, value in opts.extra_solver.items():
+        _set_field(s, key, value)
+    return s, comments
+
+
+def final_weights(opts, config, regime):
+    """The weights a finished run leaves: Caffe snapshots after the last iteration as
+    PREFIX_iter_<max_iter>.caffemodel (snapshot_after_train), whatever the rate schedule did."""
+    max_iter = opts.extra_solver.get("max_iter", opts.max_iter)
+    return f"{_prefix(opts, config, regime)}_iter_{max_iter}.caffemodel"
+
+
+def _prefix(opts, config, regime):
+    return os.path.join(opts.snapshot_dir, f"{config}_{regime}") if opts.snapshot_dir else f"{config}_{regime}"
+
+
+def _set_field(message, key, value):
+    desc = message.DESCRIPTOR.fields_by_name.get(key)
+    if desc is None:
+        raise CaffeError(f"netgen: SolverParameter has no field '{key}'; fields: "
+                         + ", ".join(sorted(message.DESCRIPTOR.fields_by_name)))
+    if desc.is_repeated:
+        message.ClearField(key)
+        getattr(message, key).extend(value if isinstance(value, (list, tuple)) else [value])
+    elif desc.enum_type is not None and isinstance(value, str):
+        setattr(message, key, desc.enum_type.values_by_name[value].number)
+    else:
+        setattr(message, key, value)
+
+
+# ----------------------------------------------------------------------------------------------
+# Files
+# ----------------------------------------------------------------------------------------------
+
+def _with_comments(comments, message):
+    return "".join(f"# {line}\n" for line in comments) + format_text(message)
+
+
+def render(config, net_dir="prototxt", opts=None):
+    """{file name: text} of every file of one configuration. Solvers refer to their nets as
+    `net_dir/<CONFIG>/<file>` (the paths written into the solver, relative to where you run)."""
+    cfg, opts = get_config(config), opts or Options()
+    header = [f"VGG configuration {cfg.name} of Table 1 (Simonyan & Zisserman), generated by "
+              f"vgg_caffe.netgen; regenerate, do not edit: make prototxt CONFIG={cfg.name}"]
+    if opts.non_defaults():
+        header.append("options: " + " ".join(opts.non_defaults()))
+    files = OrderedDict()
+    for regime in REGIMES:
+        files[f"train_val_{regime}.prototxt"] = _with_comments(header, train_val_net(cfg.name, regime, opts))
+    files["deploy.prototxt"] = _with_comments(header, deploy_net(cfg.name, opts))
+    files["deploy_dense.prototxt"] = _with_comments(
+        header + ["Dense evaluation: fc6-fc8 as convolutions with the names of deploy.prototxt; convert "
+                  "its weights with: python tools/net_surgery.py to-dense"],
+        deploy_net(cfg.name, opts, dense=True))
+    for regime in REGIMES:
+        solver_path = os.path.join(net_dir, cfg.name, f"solver_{regime}.prototxt")
+        s, comments = solver(cfg.name, regime, os.path.join(net_dir, cfg.name, f"train_val_{regime}.prototxt"), opts)
+        comments = [c.replace("{solver}", solver_path) for c in comments]
+        files[f"solver_{regime}.prototxt"] = _with_comments(header + comments, s)
+    return files
+
+
+def write_all(out_dir, config=None, net_dir=None, **options):
+    """Write the files of `config` (all six when None) under out_dir/<CONFIG>/.
+
+    Keyword options are the fields of Options (width_div, crop, num_classes, train_source,
+    test_source, batch_size, test_batch_size, scales={"S256": (lo, hi), ...}, filler, solver
+    settings, extra_solver={field: value}); `scale=(lo, hi)` is shorthand for the S256 regime's
+    range. Solvers name their nets under `net_dir` (default out_dir).
+    Returns {"<name without .prototxt>": path} for one config, {config: that dict} for all.
+    """
+    if "scale" in options:
+        options.setdefault("scales", {})
+        options["scales"] = dict(options["scales"] or {}, S256=tuple(options.pop("scale")))
+    unknown = set(options) - {f.name for f in fields(Options)}
+    if unknown:
+        raise CaffeError(f"netgen: unknown option(s) {', '.join(sorted(unknown))}; options: "
+                         + ", ".join(f.name for f in fields(Options)) + ", scale")
+    opts = Options(**options)
+    out_dir = os.fspath(out_dir)
+    net_dir = out_dir if net_dir is None else os.fspath(net_dir)
+    result = OrderedDict()
+    for name in ([get_config(config).name] if config else NAMES):
+        paths = OrderedDict()
+        for file_name, text in render(name, net_dir, opts).items():
+            path = os.path.join(out_dir, name, file_name)
+            atomic_write(path, text)
+            paths[file_name[:-len(".prototxt")]] = path
+        result[name] = paths
+    return result[get_config(config).name] if config else result
+
