@@ -112,3 +112,65 @@ def test_solver_reads_nested_net_param(tmp_path):
     path = tmp_path / "solver.prototxt"
     write_message(path, solver)
     assert read_solver(str(path)) == solver
+
+
+# Caffe reads prototxt with TextFormat::Parse, which refuses a non-repeated field given twice;
+# protobuf's Merge would silently keep the last value. Each case: text, the repeated field, the
+# message it belongs to, the enclosing layer (or None), the line of the second occurrence.
+DUPLICATES = [
+    ('layer {\n  name: "conv1"\n  type: "Convolution"\n  convolution_param {\n    num_output: 8\n'
+     '    kernel_size: 3\n    num_output: 16\n  }\n}\n', "num_output", "caffe.ConvolutionParameter", "conv1", 7),
+    ('name: "a"\nlayer { name: "x" type: "ReLU" }\nname: "b"\n', "name", "caffe.NetParameter", None, 3),
+    ('layer { type: "ReLU"\n  name: "late"  type: "TanH" }\n', "type", "caffe.LayerParameter", "late", 2),
+    ('layer { name: "p"\n  pooling_param { pool: MAX }\n  pooling_param { stride: 2 } }\n', "pooling_param",
+     "caffe.LayerParameter", "p", 3),
+    ('layers { name: "v1" type: RELU\n  relu_param { negative_slope: 0.1 negative_slope: 0.2 } }\n',
+     "negative_slope", "caffe.ReLUParameter", "v1", 2),
+]
+
+
+@pytest.mark.parametrize("text,field,owner,layer,line", DUPLICATES)
+def test_non_repeated_field_twice_is_refused(tmp_path, text, field, owner, layer, line):
+    # The column: where the field's name last starts on that line, found in the text itself.
+    col = [m.start() + 1 for m in re.finditer(rf"\b{field}\b", text.splitlines()[line - 1])][-1]
+    message, path = _error(tmp_path, text)
+    assert message.startswith(f"{path}:{line}:{col}:"), message
+    assert f'field "{field}" of {owner} is given more than once' in message
+    assert (f"layer '{layer}'" in message) == (layer is not None), message
+    # Merge (last one wins) would have accepted the text: the refusal is ours, as in Caffe.
+    from google.protobuf import text_format
+    text_format.Merge(text, pb.NetParameter())
+
+
+def test_repeated_fields_may_repeat_and_solvers_are_strict_too(tmp_path):
+    net = parse_text('layer { name: "c" bottom: "a" bottom: "b" param { lr_mult: 1 } param { lr_mult: 2 } }',
+                     pb.NetParameter())
+    assert list(net.layer[0].bottom) == ["a", "b"] and [p.lr_mult for p in net.layer[0].param] == [1, 2]
+    message, path = _error(tmp_path, "base_lr: 0.01\nmax_iter: 10\nbase_lr: 0.1\n", pb.SolverParameter, "s.prototxt")
+    assert message.startswith(f"{path}:3:1:") and '"base_lr" of caffe.SolverParameter' in message
+
+
+def test_parse_text_merges_into_a_prepared_message():
+    """Text is checked on its own, then merged: scalars replace, repeated fields append."""
+    base = pb.SolverParameter(base_lr=0.1, max_iter=5, test_iter=[3])
+    out = parse_text("base_lr: 0.5\ntest_iter: 7\n", base)
+    assert out is base and (base.base_lr, base.max_iter, list(base.test_iter)) == (0.5, 5, [3, 7])
+    with pytest.raises(CaffeError, match="given more than once"):
+        parse_text("max_iter: 1 max_iter: 2", base)
+    assert base.max_iter == 5   # a refused text leaves the message as it was
+
+
+def test_required_fields_are_enforced(tmp_path):
+    """ClipParameter's min and max are required, as Caffe's TextFormat::Parse and binary parsing check."""
+    message, path = _error(tmp_path, 'layer { name: "a" type: "ReLU" }\n'
+                                     'layer { name: "clip" type: "Clip" clip_param { min: 0 } }\n')
+    assert message.startswith(f"{path}: required field(s) missing: layer[1] 'clip': clip_param.max"), message
+    ok = parse_text('layer { name: "clip" type: "Clip" clip_param { min: 0 max: 6 } }', pb.NetParameter())
+    assert (ok.layer[0].clip_param.min, ok.layer[0].clip_param.max) == (0, 6)
+    partial = pb.NetParameter(layer=[pb.LayerParameter(name="clip", clip_param=pb.ClipParameter(min=0))])
+    bad = tmp_path / "partial.caffemodel"
+    bad.write_bytes(partial.SerializePartialToString())
+    with pytest.raises(CaffeError, match=r"partial\.caffemodel: binary caffe\.NetParameter lacks required .*clip_param\.max"):
+        read_net(str(bad))
+    with pytest.raises(CaffeError, match=r"out\.caffemodel: cannot write.*clip_param\.max"):
+        write_message(tmp_path / "out.caffemodel", partial)

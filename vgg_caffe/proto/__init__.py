@@ -1,12 +1,14 @@
 """Caffe's messages (our own schema, caffe.proto) and reading, writing and upgrading them.
 
 Reproduces Caffe's io.cpp / upgrade_proto.cpp behaviour: prototxt is protobuf text format and
-.caffemodel / .binaryproto / .solverstate are binary protobuf of the same schema; nets in the old
-V1 format (`layers { type: CONVOLUTION }`, `input_dim`) are upgraded to the current one (`layer {
-type: "Convolution" }`, an Input layer) as upgrade_net_proto_text/binary do.
+.caffemodel / .binaryproto / .solverstate are binary protobuf of the same schema. Text is read as
+strictly as Caffe's TextFormat::Parse reads it: a non-repeated field given twice is an error (not
+"the last one wins"), and so is a missing required field. Nets in the old V0 / V1 formats are
+upgraded to the current one and solvers' legacy solver_type enum to the type string, as
+upgrade_net_proto_text/binary and Caffe's solver reader do (see upgrade.py).
 
-Errors name the file, the line and column, the message being read and, for an unknown field,
-the fields that message does have.
+Errors name the file, the line and column, the message being read, the layer when there is one
+and, for an unknown field, the fields that message does have.
 """
 import os
 import re
@@ -17,25 +19,11 @@ from google.protobuf import text_format
 from ..errors import CaffeError
 from ..fileio import atomic_write
 from . import caffe_pb2 as pb
+from .upgrade import (SOLVER_TYPE_NAMES, V0_TYPE_NAMES, V1_TYPE_NAMES, needs_upgrade, upgrade_net,
+                      upgrade_solver)
 
 TEXT_SUFFIXES = (".prototxt", ".pbtxt", ".txt", ".pt")
 BINARY_SUFFIXES = (".caffemodel", ".binaryproto", ".solverstate", ".pb")
-
-# V1 enum name -> the type string of the current format (Caffe's UpgradeV1LayerType).
-V1_TYPE_NAMES = {
-    "ABSVAL": "AbsVal", "ACCURACY": "Accuracy", "ARGMAX": "ArgMax", "BNLL": "BNLL",
-    "CONCAT": "Concat", "CONTRASTIVE_LOSS": "ContrastiveLoss", "CONVOLUTION": "Convolution",
-    "DATA": "Data", "DECONVOLUTION": "Deconvolution", "DROPOUT": "Dropout",
-    "DUMMY_DATA": "DummyData", "EUCLIDEAN_LOSS": "EuclideanLoss", "ELTWISE": "Eltwise",
-    "EXP": "Exp", "FLATTEN": "Flatten", "HDF5_DATA": "HDF5Data", "HDF5_OUTPUT": "HDF5Output",
-    "HINGE_LOSS": "HingeLoss", "IM2COL": "Im2col", "IMAGE_DATA": "ImageData",
-    "INFOGAIN_LOSS": "InfogainLoss", "INNER_PRODUCT": "InnerProduct", "LRN": "LRN",
-    "MEMORY_DATA": "MemoryData", "MULTINOMIAL_LOGISTIC_LOSS": "MultinomialLogisticLoss",
-    "MVN": "MVN", "POOLING": "Pooling", "POWER": "Power", "RELU": "ReLU", "SIGMOID": "Sigmoid",
-    "SIGMOID_CROSS_ENTROPY_LOSS": "SigmoidCrossEntropyLoss", "SILENCE": "Silence",
-    "SOFTMAX": "Softmax", "SOFTMAX_LOSS": "SoftmaxWithLoss", "SPLIT": "Split", "SLICE": "Slice",
-    "TANH": "TanH", "WINDOW_DATA": "WindowData", "THRESHOLD": "Threshold",
-}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -43,37 +31,104 @@ V1_TYPE_NAMES = {
 # ----------------------------------------------------------------------------------------------
 
 def parse_text(text, message, source="<string>"):
-    """Parse protobuf text into `message` (an instance); errors name source:line:column."""
+    """Parse protobuf text into `message` (an instance) and return it.
+
+    The text itself must be valid on its own, as Caffe requires: each non-repeated field at most
+    once per message, every required field present. What it sets is then merged into `message`
+    (scalars replace, repeated fields append), so a caller may layer text over a prepared message.
+    """
+    fresh = type(message)()
     try:
-        text_format.Merge(text, message)
+        text_format.Parse(text, fresh)
     except text_format.ParseError as e:
-        raise CaffeError(_describe_parse_error(e, message, source)) from None
+        raise CaffeError(_describe_parse_error(e, fresh, source, text)) from None
+    missing = fresh.FindInitializationErrors()
+    if missing:
+        raise CaffeError(f"{source}: required field(s) missing: {_name_layers(fresh, missing)} "
+                         f"(reading a {fresh.DESCRIPTOR.full_name})")
+    message.MergeFrom(fresh)
     return message
 
 
-def _describe_parse_error(err, message, source):
+def _name_layers(net, paths):
+    """'layer[2].clip_param.max' -> "layer[2] 'relu6': clip_param.max" when the message is a net."""
+    def named(path):
+        m = re.match(r"(layers?)\[(\d+)\]\.(.*)", path)
+        if not m or not hasattr(net, m.group(1)):
+            return path
+        layer = getattr(net, m.group(1))[int(m.group(2))]
+        name = (layer.name or layer.layer.name) if m.group(1) == "layers" else layer.name
+        return f"{m.group(1)}[{m.group(2)}] '{name}': {m.group(3)}" if name else path
+    return ", ".join(named(p) for p in paths)
+
+
+_DUPLICATE = re.compile(r'Message type "([\w.]+)" should not have multiple "(\w+)" fields')
+_UNKNOWN = re.compile(r'Message type "([\w.]+)" has no field named "(\w+)"')
+
+
+def _describe_parse_error(err, message, source, text):
     line, col = err.GetLine(), err.GetColumn()
     detail = re.sub(r"^\d+:\d+ : ", "", str(err))
+    dup = _DUPLICATE.search(detail)
+    if dup and line is not None:
+        # protobuf points after the second `name:`; point at the name itself.
+        row = text.splitlines()[line - 1] if line <= len(text.splitlines()) else ""
+        at = row.rfind(dup.group(2), 0, max(col - 1, 0))
+        col = at + 1 if at >= 0 else col
+        detail = (f'non-repeated field "{dup.group(2)}" of {dup.group(1)} is given more than once; '
+                  "give it once (Caffe refuses the repeat rather than keep the last value)")
     where = f"{source}:{line}:{col}" if line is not None else source
-    text = f"{where}: {detail} (reading a {message.DESCRIPTOR.full_name})"
+    layer = _enclosing_layer(text, line, col) if line is not None else None
+    in_layer = f" layer '{layer}':" if layer else ""
+    out = f"{where}:{in_layer} {detail} (reading a {message.DESCRIPTOR.full_name})"
     # Unknown fields: list what the message does have, so a typo is easy to spot.
-    m = re.search(r'Message type "([\w.]+)" has no field named "(\w+)"', detail)
-    if m:
-        desc = pb.DESCRIPTOR.message_types_by_name.get(m.group(1).split(".")[-1])
-        if desc is None:
-            desc = _find_nested(m.group(1))
+    unknown = _UNKNOWN.search(detail)
+    if unknown:
+        desc = _find_message(unknown.group(1))
         if desc is not None:
-            known = ", ".join(sorted(f.name for f in desc.fields))
-            text += f"; fields of {m.group(1)}: {known}"
-    return text
+            out += f"; fields of {unknown.group(1)}: {', '.join(sorted(f.name for f in desc.fields))}"
+    return out
 
 
-def _find_nested(full_name):
-    for desc in pb.DESCRIPTOR.message_types_by_name.values():
-        for nested in desc.nested_types:
-            if nested.full_name == full_name:
-                return nested
-    return None
+def _find_message(full_name):
+    try:
+        return pb.DESCRIPTOR.pool.FindMessageTypeByName(full_name)
+    except KeyError:
+        return None
+
+
+# Strings, comments, names, braces: enough of the text format to follow its nesting.
+_TOKENS = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|#[^\n]*|[A-Za-z_]\w*|[{}<>]|:|\n|[^\s\w{}<>:"\'#]+')
+
+
+def _enclosing_layer(text, line, col):
+    """The name of the layer / layers block around (line, col), if it has one; else None."""
+    lines = text.splitlines(keepends=True)
+    offset = sum(len(s) for s in lines[:line - 1]) + max(col - 1, 0)
+    stack = []            # one [field, name] per open block
+    target = None         # the innermost layer block open at the error offset
+    prev = prev2 = None
+    for m in _TOKENS.finditer(text):
+        tok = m.group()
+        if m.start() >= offset and target is None:
+            target = next((frame for frame in reversed(stack) if frame[0] in ("layer", "layers")), False)
+            if not target:
+                return None
+        if tok in ("{", "<"):
+            stack.append([prev if prev != ":" else prev2, None])
+        elif tok in ("}", ">"):
+            if stack:
+                closed = stack.pop()
+                if closed is target:
+                    return closed[1]
+        elif tok[0] in "\"'" and prev == ":" and prev2 == "name" and stack and stack[-1][0] in ("layer", "layers") \
+                and stack[-1][1] is None:
+            stack[-1][1] = tok[1:-1]
+        if tok != "\n" and tok[0] != "#":
+            prev2, prev = prev, tok
+    if target is None:
+        target = next((frame for frame in reversed(stack) if frame[0] in ("layer", "layers")), None)
+    return target[1] if target else None
 
 
 def format_text(message):
@@ -88,6 +143,10 @@ def parse_binary(data, message, source="<bytes>"):
         raise CaffeError(
             f"{source}: not a valid binary {message.DESCRIPTOR.full_name} ({e}); "
             "the file may be truncated or corrupt") from None
+    missing = message.FindInitializationErrors()
+    if missing:  # Caffe's ParseFromCodedStream refuses these too
+        raise CaffeError(f"{source}: binary {message.DESCRIPTOR.full_name} lacks required field(s): "
+                         f"{', '.join(missing)}")
     return message
 
 
@@ -141,7 +200,11 @@ def write_text(path, message):
 
 
 def write_binary(path, message):
-    atomic_write(path, message.SerializeToString())
+    try:
+        data = message.SerializeToString()
+    except _message.EncodeError as e:
+        raise CaffeError(f"{path}: cannot write: {e}") from None
+    atomic_write(path, data)
 
 
 def write_message(path, message, binary=None):
@@ -152,123 +215,23 @@ def write_message(path, message, binary=None):
 
 
 # ----------------------------------------------------------------------------------------------
-# Nets and the V1 -> current upgrade
+# Nets and solvers, upgraded
 # ----------------------------------------------------------------------------------------------
 
 def read_net(path):
-    """Read a net (prototxt or binary caffemodel, current or V1 format) upgraded to the current format."""
+    """Read a net (prototxt or binary caffemodel, any format Caffe upgrades) in the current format."""
     net = read_message(path, pb.NetParameter)
     return upgrade_net(net, source=path)
 
 
 def read_solver(path):
-    return read_message(path, pb.SolverParameter)
-
-
-def needs_upgrade(net):
-    return bool(len(net.layers) or len(net.input) or _has_legacy_data_fields(net))
-
-
-def upgrade_net(net, source="<net>"):
-    """Return `net` in the current format: V1 layers converted, net inputs as an Input layer.
-
-    The argument is not modified. A net that needs nothing is returned as a copy all the same.
-    """
-    out = pb.NetParameter()
-    out.CopyFrom(net)
-    if len(net.layer) and len(net.layers):
-        raise CaffeError(f"{source}: the net mixes `layer` (current format) and `layers` (V1); use one")
-    if len(net.layers):
-        del out.layers[:]
-        for v1 in net.layers:
-            out.layer.add().CopyFrom(_upgrade_v1_layer(v1, source))
-    if len(net.input):
-        _upgrade_net_inputs(out, source)
-    for layer in out.layer:
-        _upgrade_data_transform(layer)
-    return out
-
-
-def _upgrade_v1_layer(v1, source):
-    layer = pb.LayerParameter()
-    layer.name = v1.name
-    layer.bottom.extend(v1.bottom)
-    layer.top.extend(v1.top)
-    layer.include.extend(v1.include)
-    layer.exclude.extend(v1.exclude)
-    layer.loss_weight.extend(v1.loss_weight)
-    layer.blobs.extend(v1.blobs)
-    if v1.HasField("type"):
-        enum_name = pb.V1LayerParameter.LayerType.Name(v1.type)
-        if enum_name == "NONE":
-            raise CaffeError(f"{source}: layer '{v1.name}' has type NONE")
-        layer.type = V1_TYPE_NAMES[enum_name]
-    # Per-blob settings were parallel lists; they become one ParamSpec per blob.
-    count = max(len(v1.param), len(v1.blob_share_mode), len(v1.blobs_lr), len(v1.weight_decay))
-    for i in range(count):
-        spec = layer.param.add()
-        if i < len(v1.param):
-            spec.name = v1.param[i]
-        if i < len(v1.blob_share_mode):
-            spec.share_mode = v1.blob_share_mode[i]
-        if i < len(v1.blobs_lr):
-            spec.lr_mult = v1.blobs_lr[i]
-        if i < len(v1.weight_decay):
-            spec.decay_mult = v1.weight_decay[i]
-    # Layer-specific parameter messages keep their names across formats.
-    for field, value in v1.ListFields():
-        if field.name.endswith("_param") and field.type == field.TYPE_MESSAGE:
-            getattr(layer, field.name).CopyFrom(value)
-    return layer
-
-
-def _upgrade_net_inputs(net, source):
-    """input + input_dim / input_shape -> a first layer of type Input (Caffe's UpgradeNetInput)."""
-    names = list(net.input)
-    if len(net.input_shape):
-        shapes = [list(s.dim) for s in net.input_shape]
-    elif len(net.input_dim):
-        if len(net.input_dim) != 4 * len(names):
-            raise CaffeError(
-                f"{source}: {len(names)} input(s) need {4 * len(names)} input_dim values, "
-                f"found {len(net.input_dim)}")
-        dims = list(net.input_dim)
-        shapes = [dims[4 * i:4 * i + 4] for i in range(len(names))]
-    else:
-        raise CaffeError(f"{source}: net inputs {names} have no input_dim or input_shape")
-    if len(shapes) not in (1, len(names)):
-        raise CaffeError(f"{source}: {len(names)} inputs but {len(shapes)} input_shape entries")
-    layer = pb.LayerParameter(name="input", type="Input", top=names)
-    for shape in shapes:
-        layer.input_param.shape.add().dim.extend(shape)
-    layers = [layer] + list(net.layer)
-    del net.layer[:]
-    net.layer.extend(layers)
-    del net.input[:]
-    del net.input_dim[:]
-    del net.input_shape[:]
-
-
-_LEGACY_DATA_FIELDS = ("scale", "mean_file", "crop_size", "mirror")
-
-
-def _has_legacy_data_fields(net):
-    return any(layer.HasField("data_param") and any(layer.data_param.HasField(f) for f in _LEGACY_DATA_FIELDS)
-               for layer in net.layer)
-
-
-def _upgrade_data_transform(layer):
-    """Old data layers kept scale/mean_file/crop_size/mirror in data_param; Caffe moved them."""
-    if not layer.HasField("data_param"):
-        return
-    for field in _LEGACY_DATA_FIELDS:
-        if layer.data_param.HasField(field):
-            setattr(layer.transform_param, field, getattr(layer.data_param, field))
-            layer.data_param.ClearField(field)
+    """Read a solver, its legacy solver_type upgraded to type (Caffe's ReadSolverParamsFromTextFile)."""
+    return upgrade_solver(read_message(path, pb.SolverParameter), source=path)
 
 
 __all__ = [
     "pb", "CaffeError", "parse_text", "format_text", "parse_binary", "read_text", "read_binary",
     "read_message", "write_text", "write_binary", "write_message", "read_net", "read_solver",
-    "upgrade_net", "needs_upgrade", "V1_TYPE_NAMES",
+    "upgrade_net", "upgrade_solver", "needs_upgrade", "V0_TYPE_NAMES", "V1_TYPE_NAMES",
+    "SOLVER_TYPE_NAMES",
 ]
