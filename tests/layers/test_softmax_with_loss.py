@@ -83,3 +83,29 @@ def test_softmax_with_loss_gradcheck(make_layer):
     labels = torch.tensor([[0, 1], [3, 2], [1, 1]])
     x = torch.randn(3, 4, 2, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x: layer(x, labels)[0], (x,))
+
+
+def test_huge_logits_cost_minus_log_flt_min_with_caffe_gradient(make_layer):
+    """Issue 13: float32 logits ~1e10 underflow p to 0; Caffe's loss is -log(FLT_MIN) per sample
+    (a straight-through clamp cancels to 0 here) and its gradient stays softmax - onehot."""
+    layer = make_layer('name: "loss" type: "SoftmaxWithLoss" bottom: "x" bottom: "l" top: "loss"', [(1, 3), (1,)])
+    want = -np.log(np.finfo(np.float32).tiny)
+    for run in (layer, torch.jit.script(layer)):
+        x = torch.tensor([[1e10, -1e10, 0.0]], dtype=torch.float32, requires_grad=True)
+        (loss,) = run(x, torch.tensor([1.0]))
+        assert loss.dtype == torch.float32
+        np.testing.assert_allclose(loss.item(), want, rtol=1e-6)
+        loss.backward()
+        z = x.detach().double().numpy()
+        e = np.exp(z - z.max(1, keepdims=True))
+        np.testing.assert_allclose(x.grad.numpy(), e / e.sum(1, keepdims=True) - np.eye(3)[[1]], atol=1e-7)
+
+
+def test_loss_weight_scales_caffe_gradient(make_layer):
+    layer = make_layer('name: "loss" type: "SoftmaxWithLoss" bottom: "x" bottom: "l"', [(2, 3), (2,)])
+    x = torch.tensor([[0.5, -1.0, 2.0], [3.0, 0.0, -300.0]], dtype=torch.float64, requires_grad=True)
+    (0.25 * layer(x, torch.tensor([2, 2]))[0]).backward()
+    z = x.detach().numpy()
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    np.testing.assert_allclose(x.grad.numpy(), 0.25 * (p - np.eye(3)[[2, 2]]) / 2, atol=1e-14)

@@ -1,12 +1,18 @@
 """SoftmaxWithLoss (Caffe's SoftmaxWithLossLayer): multinomial logistic loss of the softmax.
 
 loss = -sum over positions of log(max(p[label], FLT_MIN)) / normaliser, positions being every
-index outside `axis` (N for a classifier, N*H*W for a dense map). Labels equal to ignore_label
-add nothing. The normaliser follows loss_param.normalization: FULL all positions, VALID those not
-ignored (the default), BATCH_SIZE the product of the axes before `axis`, NONE 1; the legacy
-`normalize` (when normalization is not set) means VALID if true, BATCH_SIZE if false. Caffe clamps
-it to at least 1. The gradient is Caffe's (p - onehot) / normaliser even where FLT_MIN clamps the
-value. Labels may be float (as Caffe stores them) or integer; an optional second top returns p.
+index outside `axis` (N for a classifier, N*H*W for a dense map), p the float softmax as Caffe's
+internal Softmax layer computes it. Labels equal to ignore_label add nothing. The normaliser
+follows loss_param.normalization: FULL all positions, VALID those not ignored (the default),
+BATCH_SIZE the product of the axes before `axis`, NONE 1; the legacy `normalize` (when
+normalization is not set) means VALID if true, BATCH_SIZE if false. Caffe clamps it to at least 1.
+The gradient is Caffe's (p - onehot) / normaliser, also where FLT_MIN clamps the value (a
+probability that underflowed to 0 costs -log(FLT_MIN) = 87.3365 and still gets gradient p - 1).
+Labels may be float (as Caffe stores them) or integer; an optional second top returns p.
+
+This module also holds what Caffe's other loss layers share: the normalisation rule, the
+normaliser, and `with_caffe_gradient`, which gives a loss Caffe's hand-written backward where
+that differs from the derivative of its forward (clamped logs, Caffe's epsilons).
 """
 import math
 from typing import List
@@ -17,14 +23,50 @@ from ..proto import pb
 from .base import Layer, register
 from .softmax import canonical_axis
 
-# log(FLT_MIN) = -87.3365447505531, written as a literal where used so that TorchScript compiles it.
+# FLT_MIN = 1.1754943508222875e-38, written as a literal where used so that TorchScript compiles it.
 
 
-def loss_normalization(param):
+def loss_normalization(param, unset=None):
+    """Caffe's rule for the normalisation mode: normalization if set, else the legacy normalize
+    (true VALID, false BATCH_SIZE), else `unset` (the proto default VALID when None)."""
     lp = param.loss_param
     if not lp.HasField("normalization") and lp.HasField("normalize"):
         return pb.LossParameter.VALID if lp.normalize else pb.LossParameter.BATCH_SIZE
+    if not lp.HasField("normalization") and unset is not None:
+        return unset
     return lp.normalization
+
+
+def normaliser(mode: int, outer: int, positions: int, valid: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Caffe's get_normalizer, as a 0-d tensor of like's dtype: FULL (0) `positions`, VALID (1)
+    the count of `valid`, BATCH_SIZE (2) `outer`, NONE (3) 1; never below 1 (a loss with no
+    labels left is 0, not NaN)."""
+    if mode == 1:
+        return valid.sum().to(like.dtype).clamp(min=1.0)
+    n = 1.0
+    if mode == 0:
+        n = float(positions)
+    elif mode == 2:
+        n = float(outer)
+    return torch.full((), max(n, 1.0), dtype=like.dtype, device=like.device)
+
+
+def with_caffe_gradient(value: torch.Tensor, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """A scalar equal to `value` (exactly) whose gradient with respect to x is `grad`.
+
+    x - x.detach() is exactly zero for finite x, so nothing is added to the value; the product
+    with grad carries Caffe's backward. A straight-through `v + (clamped - v).detach()` would
+    instead round away the clamped value when v is huge (logits ~1e10 in float32).
+    """
+    return value.detach() + (grad.detach() * (x - x.detach())).sum()
+
+
+def check_label_range(layer, target, valid, classes):
+    """Eager-mode check (Caffe only DCHECKs): every label not ignored lies in [0, classes)."""
+    bad = valid & ((target < 0) | (target >= classes))
+    if bool(bad.any()):
+        raise layer.error(f"label {int(target[bad][0])} is outside [0, {classes})"
+                          + ("" if getattr(layer, "has_ignore", False) else " and no ignore_label is set"))
 
 
 @register
@@ -58,36 +100,26 @@ class SoftmaxWithLoss(Layer):
         for d in x.shape[:self.axis]:
             outer *= d
         classes = x.shape[self.axis]
-        logp = torch.log_softmax(x, self.axis).reshape(outer, classes, -1)
-        # Caffe's log(max(p, FLT_MIN)) in the value, its unclamped (p - onehot) in the gradient.
-        logp = logp + (logp.clamp(min=-87.33654475055310) - logp).detach()
+        xr = x.reshape(outer, classes, -1)
+        prob = torch.softmax(xr, 1)
         target = label.reshape(outer, 1, -1).long()
         valid = torch.ones_like(target, dtype=torch.bool)
         if self.has_ignore:
             valid = target != self.ignore_label
         if not torch.jit.is_scripting():
             self._check_labels(target, valid, classes)
-        picked = logp.gather(1, torch.where(valid, target, torch.zeros_like(target)))
-        total = -(picked * valid.to(logp.dtype)).sum()
-        loss = total / self._normaliser(outer, target.numel(), valid)
+        safe = torch.where(valid, target, torch.zeros_like(target))
+        p = prob.detach()
+        mask = valid.to(x.dtype)
+        picked = torch.log(p.gather(1, safe).clamp(min=1.1754943508222875e-38))
+        total = -(picked * mask).sum()
+        onehot = torch.zeros_like(p).scatter_(1, safe, 1.0)
+        norm = normaliser(self.mode, outer, target.numel(), valid, x)
+        loss = with_caffe_gradient(total, xr, (p - onehot) * mask) / norm
         if self.two_tops:
-            return [loss, torch.softmax(x, self.axis)]
+            return [loss, prob.reshape(x.shape)]
         return [loss]
-
-    def _normaliser(self, outer: int, positions: int, valid: torch.Tensor) -> torch.Tensor:
-        if self.mode == 0:  # FULL
-            n = float(positions)
-        elif self.mode == 1:  # VALID
-            return valid.sum().to(torch.float32).clamp(min=1.0)
-        elif self.mode == 2:  # BATCH_SIZE
-            n = float(outer)
-        else:  # NONE
-            n = 1.0
-        return torch.tensor(max(n, 1.0))
 
     @torch.jit.unused
     def _check_labels(self, target, valid, classes):
-        bad = valid & ((target < 0) | (target >= classes))
-        if bool(bad.any()):
-            raise self.error(f"label {int(target[bad][0])} is outside [0, {classes})"
-                             + ("" if self.has_ignore else " and no ignore_label is set"))
+        check_label_range(self, target, valid, classes)
