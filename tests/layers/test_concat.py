@@ -31,3 +31,9 @@ def test_concat_gradcheck(make_layer):
     a = torch.randn(1, 2, 2, dtype=torch.float64, requires_grad=True)
     b = torch.randn(1, 3, 2, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, b: layer([a, b]), (a, b))
+
+
+def test_concat_axis_and_concat_dim_are_exclusive(make_layer):
+    with pytest.raises(CaffeError, match="layer 'cat' \\(Concat\\): give concat_param.axis or the legacy concat_dim"):
+        make_layer('name: "cat" type: "Concat" bottom: "a" bottom: "b" concat_param { axis: 1 concat_dim: 1 }',
+                   [(2, 3), (2, 3)])

@@ -36,3 +36,28 @@ def test_eltwise_gradcheck(make_layer, op):
     a = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
     b = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, b: layer([a, b]), (a, b))
+
+
+def test_eltwise_max_gradient_follows_caffes_mask_on_ties(make_layer):
+    # Caffe: bottom 1 wins a tie with bottom 0 (a > b is false), a later bottom never wins a tie.
+    layer = make_layer('name: "e" type: "Eltwise" bottom: "a" bottom: "b" bottom: "c" '
+                       'eltwise_param { operation: MAX }', [(5,)] * 3)
+    a = torch.tensor([1.0, 2.0, 5.0, 0.0, 4.0], requires_grad=True)
+    b = torch.tensor([1.0, 3.0, 5.0, 0.0, 1.0], requires_grad=True)
+    c = torch.tensor([0.0, 3.0, 5.0, 1.0, 4.0], requires_grad=True)
+    layer([a, b, c]).sum().backward()
+    np.testing.assert_array_equal(a.grad.numpy(), [0, 0, 0, 0, 1])
+    np.testing.assert_array_equal(b.grad.numpy(), [1, 1, 1, 0, 0])
+    np.testing.assert_array_equal(c.grad.numpy(), [0, 0, 0, 1, 0])
+
+
+@pytest.mark.parametrize("stable", ["true", "false"])
+def test_eltwise_prod_gradient_is_the_product_of_the_others(make_layer, stable):
+    # Caffe's stable_prod_grad false computes top / bottom: the same value for non-zero bottoms.
+    layer = make_layer(f'name: "e" type: "Eltwise" bottom: "a" bottom: "b" bottom: "c" eltwise_param {{ '
+                       f'operation: PROD stable_prod_grad: {stable} }}', [(5,)] * 3)
+    xs = [torch.randn(5, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    top = layer(xs)
+    grads = torch.autograd.grad(top.sum(), xs)
+    for x, g in zip(xs, grads):
+        torch.testing.assert_close(g, (top / x).detach())

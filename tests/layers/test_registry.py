@@ -19,7 +19,30 @@ MINIMAL = {
     "Concat": ("", [X, X], 1),
     "Eltwise": ("", [X, X], 1),
     "Split": ("", [X], 2),
+    "BatchReindex": ("", [X, (3,)], 1),
+    "Crop": ("crop_param { offset: 1 }", [X, (2, 3, 3, 3)], 1),
+    "Embed": ("embed_param { num_output: 4 input_dim: 5 }", [X], 1),
+    "Filter": ("", [X, (2,)], 1),
+    "Im2col": ("convolution_param { kernel_size: 3 }", [X], 1),
+    "Parameter": ("parameter_param { shape { dim: 2 dim: 3 } }", [], 1),
+    "Reshape": ("reshape_param { shape { dim: 0 dim: -1 } }", [X], 1),
+    "SPP": ("spp_param { pyramid_height: 2 }", [X], 1),
+    "Tile": ("tile_param { tiles: 2 }", [X], 1),
+    "Clip": ("clip_param { min: -1 max: 1 }", [X], 1),
+    "Log": ("log_param { scale: 0.1 shift: 2 }", [X], 1),
+    "EuclideanLoss": ("", [(2, 3), (2, 3)], 1),
+    "SigmoidCrossEntropyLoss": ("", [(2, 3), (2, 3)], 1),
+    "ContrastiveLoss": ("", [(2, 3, 1, 1), (2, 3, 1, 1), (2, 1, 1, 1)], 1),
+    "HingeLoss": ("", [(2, 3), (2,)], 1),
+    "MultinomialLogisticLoss": ("", [(2, 3), (2,)], 1),
+    "InfogainLoss": ("", [(2, 3), (2,), (3, 3)], 2),
+    "LSTM": ("recurrent_param { num_output: 4 }", [(3, 2, 5), (3, 2)], 1),
+    "RNN": ("recurrent_param { num_output: 4 }", [(3, 2, 5), (3, 2)], 1),
+    "LSTMUnit": ("", [(1, 2, 3), (1, 2, 12), (1, 2)], 2),
 }
+# Inputs that hold indices or labels: (type, bottom) -> exclusive upper bound of the integers drawn.
+INTEGER_INPUTS = {("SoftmaxWithLoss", 1): 3, ("Accuracy", 1): 3, ("BatchReindex", 1): 2, ("Embed", 0): 5,
+                  ("HingeLoss", 1): 3, ("MultinomialLogisticLoss", 1): 3, ("InfogainLoss", 1): 3}
 
 
 # "Python" dispatches to the class its python_param names (which may be a data layer); the data
@@ -39,13 +62,15 @@ def test_every_layer_builds_runs_and_scripts(make_layer, type_name):
     layer = make_layer(f'name: "l" type: "{type_name}"{bottoms}{tops} {params}', shapes)
     layer.fill(torch.Generator().manual_seed(0))
     assert isinstance(layer, Layer) and layer.type == type_name
-    inputs = [torch.randint(0, 3, s).float() if i == 1 and type_name in ("SoftmaxWithLoss", "Accuracy")
+    inputs = [torch.randint(0, INTEGER_INPUTS[type_name, i], s).float() if (type_name, i) in INTEGER_INPUTS
               else torch.randn(s) for i, s in enumerate(shapes)]
     args = (inputs,) if getattr(layer, "takes_list", False) else tuple(inputs)
     out = layer(*args)
     outs = [out] if isinstance(out, torch.Tensor) else list(out)
     assert [tuple(o.shape) for o in outs] == layer.top_shapes
     assert all(torch.isfinite(o).all() for o in outs)
+    if hasattr(layer, "reset"):   # recurrent layers carry their state between forwards, as in Caffe
+        layer.reset()
     scripted = torch.jit.script(layer.eval())
     again = scripted(*args)
     again = [again] if isinstance(again, torch.Tensor) else list(again)

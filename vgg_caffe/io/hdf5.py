@@ -112,4 +112,4 @@ def write(path, layers):
                 group = data.create_group(name)
                 for j, a in enumerate(arrays):
                     if a is not None:
-                        group.create_dataset(str(j), data=np.ascontiguousarray(a))
+                        group.create_dataset(str(j), data=np.ascontiguousarray(a).reshape(np.shape(a)))

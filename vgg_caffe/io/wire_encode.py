@@ -101,7 +101,8 @@ def blob_pieces(array, legacy=False, shape_first=False):
     """(header bytes, data buffer, trailer bytes) of one BlobProto for `array` (float32 or float64);
     `shape_first` as in blob_header."""
     double = array.dtype == np.float64
-    array = np.ascontiguousarray(array, dtype=F64 if double else F32)
+    # ascontiguousarray makes a 0-d array 1-d: keep the blob's own shape (a shared PReLU slope is 0-d).
+    array = np.ascontiguousarray(array, dtype=F64 if double else F32).reshape(np.shape(array))
     before, after = blob_header(array.shape, array.nbytes, legacy and legacy_ok(array.shape), double,
                                 shape_first)
     data = memoryview(array.reshape(-1)).cast("B") if array.size else b""

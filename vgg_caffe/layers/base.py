@@ -119,7 +119,7 @@ class Layer(nn.Module):
 
     def add_blob(self, shape):
         """Append a learnable blob of `shape` (zeros until filled or loaded)."""
-        self.blobs.append(nn.Parameter(torch.zeros(*shape)))
+        self.blobs.append(nn.Parameter(torch.zeros(tuple(shape))))
         return self.blobs[-1]
 
     def blob_shapes(self):

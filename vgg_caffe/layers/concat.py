@@ -1,4 +1,4 @@
-"""Concat (Caffe's ConcatLayer): joins its bottoms along `axis` (legacy `concat_dim` wins when set).
+"""Concat (Caffe's ConcatLayer): joins its bottoms along `axis` or the legacy `concat_dim` (not both).
 
 Every other axis must agree. Takes its bottoms as one list, so any number of them scripts.
 """
@@ -19,6 +19,8 @@ class Concat(Layer):
 
     def setup(self):
         p = self.param.concat_param
+        if p.HasField("axis") and p.HasField("concat_dim"):
+            raise self.error("give concat_param.axis or the legacy concat_dim, not both")
         axis = p.concat_dim if p.HasField("concat_dim") else p.axis
         self.axis = canonical_axis(self, axis, self.bottom_shapes[0])
 

@@ -1,6 +1,11 @@
 """Convolution (Caffe's ConvolutionLayer): pad/kernel/stride/dilation as one value, one per axis,
 or the _h/_w fields; groups; optional bias. Weight blob (O, C/group, kh, kw), bias (O,).
-Output size floor((H + 2p - (d(k-1)+1)) / s) + 1, as Caffe's im2col."""
+Output size floor((H + 2p - (d(k-1)+1)) / s) + 1, as Caffe's im2col.
+
+2-d only: Caffe's N-d convolution (a bottom other than 4-d, or a channel axis other than 1) is
+refused by name. engine and force_nd_im2col choose Caffe's implementation, not its arithmetic,
+so they are accepted and have no effect. As Caffe, kernel_size and kernel_h/w (likewise stride,
+pad) are exclusive, and kernel, stride, dilation and group must be positive."""
 import torch.nn.functional as F
 
 from .base import Layer, pair, register
@@ -16,15 +21,25 @@ class Convolution(Layer):
         p = self.param.convolution_param
         if not p.HasField("num_output"):
             raise self.error("convolution_param.num_output is required")
-        if p.axis != 1:
-            raise self.error(f"only axis 1 (NCHW) is supported, got {p.axis}")
         if len(self.bottom_shapes[0]) != 4:
-            raise self.error(f"expects a 4-d bottom (N, C, H, W), got shape {self.bottom_shapes[0]}")
+            raise self.error(f"expects a 4-d bottom (N, C, H, W), got shape {self.bottom_shapes[0]}; Caffe's "
+                             "N-d convolution is not supported")
+        if p.axis not in (1, -3):
+            raise self.error(f"convolution_param.axis {p.axis}: only channel axis 1 (NCHW) is supported")
+        for name, hw in (("kernel_size", "kernel"), ("stride", "stride"), ("pad", "pad")):
+            if len(getattr(p, name)) and (p.HasField(f"{hw}_h") or p.HasField(f"{hw}_w")):
+                raise self.error(f"give convolution_param.{name} or {hw}_h and {hw}_w, not both")
         self.kernel = pair(p, "kernel_size", None, self)
         self.pad = pair(p, "pad", 0, self)
         self.stride = pair(p, "stride", 1, self)
         self.dilation = pair(p, "dilation", 1, self)
         self.group = p.group
+        for name, values in (("kernel", self.kernel), ("stride", self.stride), ("dilation", self.dilation),
+                             ("group", (self.group,))):
+            if min(values) < 1:
+                raise self.error(f"convolution_param {name} {tuple(values)} must be positive")
+        if min(self.pad) < 0:
+            raise self.error(f"convolution_param pad {self.pad} must not be negative")
         channels = self.bottom_shapes[0][1]
         if channels % self.group or p.num_output % self.group:
             raise self.error(f"channels ({channels}) and num_output ({p.num_output}) must divide by group ({self.group})")

@@ -1,5 +1,13 @@
 """Eltwise (Caffe's EltwiseLayer): element-wise PROD, SUM (with one coeff per bottom) or MAX of
-bottoms of identical shape. Takes its bottoms as one list, so any number of them scripts."""
+bottoms of identical shape. Takes its bottoms as one list, so any number of them scripts.
+
+MAX sends each gradient to one bottom, as Caffe's mask: on a tie between the first two bottoms
+the second wins, on a tie with a later bottom the earlier one keeps it (torch.maximum would
+split it in halves). stable_prod_grad (default true) only chooses how Caffe computes the PROD
+gradient: the product of the other bottoms (true, what autograd computes) or top / bottom
+(false), which is the same number wherever it is defined (no bottom is 0) and inf/NaN where it
+is not; both settings get the product of the others here.
+"""
 from typing import List
 
 import torch
@@ -18,6 +26,8 @@ class Eltwise(Layer):
     def setup(self):
         p = self.param.eltwise_param
         self.op = int(p.operation)
+        if self.op not in (pb.EltwiseParameter.PROD, pb.EltwiseParameter.SUM, pb.EltwiseParameter.MAX):
+            raise self.error(f"unknown eltwise_param.operation {self.op}; known: PROD, SUM, MAX")
         coeff = list(p.coeff)
         if coeff and self.op != pb.EltwiseParameter.SUM:
             raise self.error("coeff is only for operation SUM")
@@ -43,9 +53,10 @@ class Eltwise(Layer):
         elif self.op == 0:  # PROD
             for i in range(1, len(xs)):
                 y = y * xs[i]
-        else:  # MAX
-            for i in range(1, len(xs)):
-                y = torch.maximum(y, xs[i])
+        else:  # MAX, with Caffe's tie rule (strict comparisons, see the docstring)
+            y = torch.where(xs[0] > xs[1], xs[0], xs[1])
+            for i in range(2, len(xs)):
+                y = torch.where(xs[i] > y, xs[i], y)
         return y
 
     def multiply_adds(self):
