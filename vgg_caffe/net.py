@@ -21,6 +21,7 @@ import torch
 from torch import fx, nn
 
 from .errors import CaffeError
+from . import precision as speed
 from .layers import layer_class
 from .proto import pb, parse_text, read_net, upgrade_net
 
@@ -51,12 +52,14 @@ def state_meets_rule(phase, level, stages, rule):
     return True
 
 
-def filter_net(net_param, phase, level=0, stages=()):
-    """The layers kept for this state (Caffe's Net::FilterNet)."""
+def filter_net(net_param, phase, level=0, stages=(), source=None):
+    """The layers kept for this state (Caffe's Net::FilterNet); errors name `source`."""
     kept = []
+    where = f"{source}: " if source else ""
     for layer in net_param.layer:
         if len(layer.include) and len(layer.exclude):
-            raise CaffeError(f"layer '{layer.name}': specify include rules or exclude rules, not both")
+            raise CaffeError(f"{where}layer '{layer.name}' ({layer.type}): specify include rules or exclude "
+                             "rules, not both")
         if len(layer.include):
             keep = any(state_meets_rule(phase, level, stages, r) for r in layer.include)
         else:
@@ -73,7 +76,35 @@ def load_net_param(model):
     model = os.fspath(model)
     if "\n" in model or "{" in model:
         return upgrade_net(parse_text(model, pb.NetParameter(), "<string>")), "<string>"
-    return read_net(model), model
+    from .io.checks import check_stored_blobs
+    from .machine import check_text_size
+    from .proto import is_text_file, read_message
+
+    if os.path.isfile(model) and is_text_file(model):
+        check_text_size(model)     # a huge prototxt fails at once, not after minutes of parsing
+    net = read_message(model, pb.NetParameter)  # read_net, with the stored blobs checked before the upgrade
+    check_stored_blobs(net, model)
+    return upgrade_net(net, source=model), model
+
+
+def check_state_args(extra, level, stages):
+    """Net's arguments after the phase are keywords: a weights path given positionally (pycaffe's
+    Net(model, phase, weights) habit) or as the level would otherwise be taken for the level."""
+    if extra:
+        raise TypeError(f"Net(model, phase, ...): level, stages, weights and the rest are keyword arguments; "
+                        f"got {len(extra)} more positional: {', '.join(repr(e) for e in extra)}"
+                        + ("; a weights file goes as weights=..." if isinstance(extra[0], (str, os.PathLike)) else ""))
+    if isinstance(level, bool) or not isinstance(level, int):
+        hint = f"; to load weights pass weights={level!r}" if isinstance(level, (str, os.PathLike)) else ""
+        raise TypeError(f"Net(level={level!r}): level is an integer (Caffe's NetState.level){hint}")
+    if isinstance(stages, (str, bytes)) or not all(isinstance(st, str) for st in stages):
+        raise TypeError(f"Net(stages={stages!r}): stages is a list of strings, e.g. stages=['deploy']")
+
+
+def _fills_on_host(blob):
+    """Whether a blob's fillers draw into a host copy: it lives on a device other than the CPU
+    (a "meta" blob has no values to fill)."""
+    return blob.device.type not in ("cpu", "meta")
 
 
 def module_name(layer_name):
@@ -85,7 +116,7 @@ def module_name(layer_name):
 class Net(nn.Module):
     """A Caffe net as a torch module.
 
-    Net(model, phase="TEST", level=0, stages=(), weights=None, input_shapes=None)
+    Net(model, phase="TEST", *, level=0, stages=(), weights=None, input_shapes=None)  (keywords after phase)
 
     model: a prototxt or caffemodel path, prototxt text, or a NetParameter.
     weights: a .caffemodel / .h5 path (or a list) copied in by layer name; without it the
@@ -95,25 +126,32 @@ class Net(nn.Module):
         built at the declared shapes and then reshaped, so a shape that does not fit (fc6 of a
         224 net fed 250x250) is a CaffeError naming the layer, as in Caffe.
     source: the file name errors should give when `model` is a NetParameter.
+    precision ("fp32", "tf32", "bf16"), channels_last ("auto", True, False) and torch_compile
+        are the speed options of vgg_caffe.precision (None: the process default, fp32 and no
+        compile unless a tool's --precision / --compile set it); fp32 is Caffe's arithmetic.
     """
 
-    def __init__(self, model, phase=TEST, level=0, stages=(), weights=None, input_shapes=None, source=None,
-                 seed=None, fill=True):
+    precision = speed.Setting("precision", speed.check_precision)
+    torch_compile = speed.Setting("torch_compile", bool)
+
+    def __init__(self, model, phase=TEST, *extra, level=0, stages=(), weights=None, input_shapes=None, source=None,
+                 seed=None, fill=True, precision=None, channels_last="auto", torch_compile=None):
+        check_state_args(extra, level, stages)
         super().__init__()
         self.net_param, self.source = load_net_param(model)
         self.source = source or self.source  # the file to name in errors when given a NetParameter
         self.phase = phase_value(phase)
         self.phase_name = pb.Phase.Name(self.phase)
         self.level, self.stages = level, tuple(stages)
-        self.layer_params = filter_net(self.net_param, self.phase, level, self.stages)
+        self.layer_params = filter_net(self.net_param, self.phase, level, self.stages, self.source)
         self._build(input_shapes or {})
         self.train(self.phase == TRAIN)
         self.blobs = OrderedDict()
         self.iteration = 0
-        # Speed option: 4-d float inputs are laid out NHWC, so the convolutions run in channels-last
-        # form (about 1.3x faster on CPUs with oneDNN). Values are unchanged up to float rounding;
-        # parameters keep Caffe's layout, and blobs keep their logical NCHW shape.
-        self.channels_last = False
+        # Speed options (vgg_caffe.precision): "auto" lays the inputs of a convolutional net out
+        # channels-last (NHWC memory, NCHW shapes; parameters keep Caffe's layout).
+        self.channels_last = speed.check_layout(channels_last)
+        self.precision, self.torch_compile = precision, torch_compile
         # As Caffe's Net::Init: learnable blobs start from the layers' fillers (seeded by `seed`,
         # else torch's global generator), or from blobs embedded in the net definition (a
         # .caffemodel given as the model). Filling is skipped when weights files are given.
@@ -148,6 +186,11 @@ class Net(nn.Module):
                     raise CaffeError(f"{self.source}: layer '{lp.name}' ({lp.type}): bottom '{b}' "
                                      "is not the top of any earlier layer"
                                      + (f"; blobs so far: {', '.join(nodes)}" if nodes else ""))
+            for k, t in enumerate(lp.top):  # Caffe: "Top blob 'x' produced by multiple sources."
+                if (t in producers and t not in lp.bottom) or t in lp.top[:k]:
+                    raise CaffeError(f"{self.source}: layer '{lp.name}' ({lp.type}): top '{t}' is already produced by "
+                                     f"layer '{producers[t].name if t in producers else lp.name}'; a blob has one "
+                                     "producer (an in-place layer names it as its bottom too)")
             bottom_shapes = [self.blob_shapes[b] for b in lp.bottom]
             layer = cls(lp, bottom_shapes, self.phase_name, self.source)
             if type(layer) is not cls:  # a "Python" layer hands back its target class's instance
@@ -161,9 +204,13 @@ class Net(nn.Module):
                 shapes = [input_shapes.get(t, s) if not s or 0 in s else s
                           for t, s in zip(lp.top, layer.top_shapes)]
                 layer.top_shapes = [tuple(s) for s in shapes]
-            name = module_name(lp.name)
-            if name in self.layers:
-                raise CaffeError(f"{self.source}: two layers named '{lp.name}'")
+            # Caffe allows two layers of one name (mnist_autoencoder's two "loss" layers); the
+            # second gets a distinct module name, and lookups by name find the first.
+            name = base = module_name(lp.name)
+            while name in self.layers:
+                name = f"{base}_{sum(1 for n in self.layer_names if n == lp.name)}"
+                if name in self.layers:
+                    name += "_"
             self.layers[name] = layer
             self.layer_names.append(lp.name)
             self._share_params(layer, lp, shared)
@@ -262,7 +309,7 @@ class Net(nn.Module):
         """
         feeds = self._gather_inputs(inputs)
         self.reshape({n: tuple(t.shape) for n, t in zip(self.input_names, feeds)})
-        blobs = self.graph_module(*feeds)
+        blobs = speed.run_graph(self, feeds)
         for n, t in zip(self.input_names, feeds):
             blobs.setdefault(n, t)
         # As Caffe's blobs, blob_shapes follow the last pass: a layer whose top size depends on the
@@ -292,16 +339,32 @@ class Net(nn.Module):
                     for t, v in zip(tops, layer.batch(self.iteration)):
                         inputs.setdefault(t, v)
         device = self._device()
-        feeds = [torch.as_tensor(inputs[n]).to(device) for n in self.input_names]
-        if self.channels_last:
-            feeds = [t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 and t.is_floating_point()
-                     else t for t in feeds]
+        # Host-to-GPU copies do not wait (pinned batches overlap; pageable ones are staged first).
+        feeds = [torch.as_tensor(inputs[n]).to(device, non_blocking=device.type == "cuda")
+                 for n in self.input_names]
+        feeds = speed.lay_out(self, feeds)
         return feeds
 
     def _device(self):
+        """Where the net computes: the device of the last .to() / .cuda() / .cpu() (recorded by
+        _apply, so a net without learnable blobs moves too), else that of its parameters."""
+        moved = self.__dict__.get("_moved_to")
+        if moved is not None:
+            return moved
         for p in self.parameters():
             return p.device
         return torch.device("cpu")
+
+    def _apply(self, fn, *args, **kwargs):
+        # The conversion applied to an empty tensor says where it sends tensors (one on the CPU
+        # when the current device cannot be read back from, as "meta").
+        for probe in (self._device(), "cpu"):
+            try:
+                self.__dict__["_moved_to"] = fn(torch.empty(0, device=probe)).device
+                break
+            except Exception:  # a conversion that needs a real tensor: keep what was recorded
+                continue
+        return super()._apply(fn, *args, **kwargs)
 
     def reshape(self, input_shapes):
         """Re-run shape inference for new input shapes (Caffe's Net::Reshape); cheap, and the
@@ -364,10 +427,21 @@ class Net(nn.Module):
                 yield layer, i, blob, specs[i] if i < len(specs) else pb.ParamSpec()
 
     def fill(self, seed=None):
-        """Initialise every learnable blob from its layer's fillers."""
+        """Initialise every learnable blob from its layer's fillers. The fillers draw on the CPU
+        with the seeded generator and the values are copied to the net's device, so a net filled
+        on a GPU starts from exactly the weights it would have on the CPU."""
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         for layer in self.layers.values():
-            layer.fill(gen)
+            if not any(_fills_on_host(b) for b in layer.blobs):
+                layer.fill(gen)
+                continue
+            with torch.no_grad():
+                placed = [b.data for b in layer.blobs]
+                for b in layer.blobs:
+                    b.data = torch.empty_like(b.data, device="cpu")
+                layer.fill(gen)
+                for b, there in zip(layer.blobs, placed):
+                    b.data = there.copy_(b.data)
         return self
 
     def _load_embedded_blobs(self):

@@ -39,6 +39,7 @@ MINIMAL = {
     "LSTM": ("recurrent_param { num_output: 4 }", [(3, 2, 5), (3, 2)], 1),
     "RNN": ("recurrent_param { num_output: 4 }", [(3, 2, 5), (3, 2)], 1),
     "LSTMUnit": ("", [(1, 2, 3), (1, 2, 12), (1, 2)], 2),
+    "HDF5Output": ('hdf5_output_param { file_name: "registry_out.h5" }', [(2, 3), (2,)], 0),
 }
 # Inputs that hold indices or labels: (type, bottom) -> exclusive upper bound of the integers drawn.
 INTEGER_INPUTS = {("SoftmaxWithLoss", 1): 3, ("Accuracy", 1): 3, ("BatchReindex", 1): 2, ("Embed", 0): 5,
@@ -55,7 +56,8 @@ def _non_data_types():
 
 
 @pytest.mark.parametrize("type_name", _non_data_types())
-def test_every_layer_builds_runs_and_scripts(make_layer, type_name):
+def test_every_layer_builds_runs_and_scripts(make_layer, type_name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)   # HDF5Output writes its file where it runs
     params, shapes, n_tops = MINIMAL.get(type_name, ("", [X], 1))
     bottoms = "".join(f' bottom: "b{i}"' for i in range(len(shapes)))
     tops = "".join(f' top: "t{i}"' for i in range(n_tops))
