@@ -53,7 +53,7 @@ def test_phase_filtering_outputs_and_access():
     train, test = Net(SMALL, "TRAIN").fill(0), Net(SMALL, "TEST").fill(0)
     assert "loss" in train.layer_names and "prob" not in train.layer_names
     assert "prob" in test.layer_names and "loss" not in test.layer_names
-    assert train.output_names == ["loss"] and test.output_names == ["prob", "acc"]
+    assert train.output_names == ["loss"] and test.output_names == ["acc", "prob"]  # by name, as Caffe
     assert train.training and not test.training
     assert list(test.params) == ["conv1", "fc", "fc2"]
     assert [tuple(b.shape) for b in test.params["fc"]] == [(6, 5 * 5 * 6), (6,)]

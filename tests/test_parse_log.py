@@ -90,7 +90,7 @@ def test_log_satisfies_upstream_parser(log_file):
         if UP_LR.search(line):
             rates.append(float(UP_LR.search(line).group(1)))
     assert len(train) == 6 and all(name == "loss" for _, name, _ in train)   # iterations 0, 5, ..., 25
-    assert [name for _, name, _ in test] == ["loss", "accuracy"] * 4         # tests at 0, 10, 20, 30
+    assert [name for _, name, _ in test] == ["accuracy", "loss"] * 4         # tests at 0, 10, 20, 30; outputs by name, as Caffe
     assert rates == [0.1, 0.1, 0.1, 0.05, 0.05, 0.05]
 
 
@@ -109,7 +109,7 @@ def test_parse_log_tool_writes_caffes_csvs(log_file, tmp_path):
     # the lr printed after iteration N's outputs lands on the next row; the first row copies the
     # second's (as Caffe's tool does)
     assert [float(r["LearningRate"]) for r in train] == [0.1, 0.1, 0.1, 0.1, 0.05, 0.05]
-    assert list(test[0]) == ["NumIters", "Seconds", "LearningRate", "loss", "accuracy"]
+    assert list(test[0]) == ["NumIters", "Seconds", "LearningRate", "accuracy", "loss"]
     assert [int(r["NumIters"]) for r in test] == [0, 10, 20, 30]
     assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in test)
     seconds = [float(r["Seconds"]) for r in train]
@@ -136,24 +136,34 @@ def test_parse_log_ignores_undated_lines(tmp_path):
         (0, 1.6, 0.01, 2.5), (10, 3.0, 0.01, 1.25)]
 
 
-def test_progress_line_only_on_a_terminal(tmp_path):
+def test_progress_bar_only_on_a_terminal(tmp_path):
+    """The tqdm bar shows on a terminal, erased around each glog line; a pipe and the file get the
+    glog lines alone, byte for byte as Caffe prints them."""
     import io
 
     class Terminal(io.StringIO):
         def isatty(self):
             return True
 
-    tty, pipe = Terminal(), io.StringIO()
+    tty, pipe, off = Terminal(), io.StringIO(), Terminal()
     path = tmp_path / "t.log"
-    for stream in (tty, pipe):
-        log = TrainingLog(stream=stream, path=str(path))
+    for stream, progress in ((tty, None), (pipe, None), (off, False)):
+        log = TrainingLog(stream=stream, path=str(path), progress=progress)
         log.progress(5, 100, 0.5, 0.01, 2.0)
         log.info("Iteration 5, lr = 0.01")
+        log.progress(6, 100, 0.25, 0.01, 2.0)
         log.close()
-    assert "\r[#" in tty.getvalue() and "5/100" in tty.getvalue() and "ETA" in tty.getvalue()
-    assert "\r" not in pipe.getvalue() and "5/100" not in pipe.getvalue()
+    shown = tty.getvalue()
+    assert "5/100" in shown and "loss 0.5 lr 0.01" in shown and "\r" in shown
+    # the glog line starts on a cleared line and ends with a newline, the bar then redrawn under it
+    glog = re.search(r"\r(I\d{4} \d\d:\d\d:\d\d\.\d{6} +\d+ test_parse_log\.py:\d+\] Iteration 5, lr = 0\.01\n)", shown)
+    assert glog, shown
+    assert "5/100" in shown[glog.end():]
+    for quiet in (pipe.getvalue(), off.getvalue()):
+        assert "\r" not in quiet and "/100" not in quiet
+        assert re.fullmatch(r"I\d{4} [\d:.]+ +\d+ test_parse_log\.py:\d+\] Iteration 5, lr = 0\.01\n", quiet)
     text = path.read_text()
-    assert "\r" not in text and text.count("Iteration 5, lr = 0.01") == 2
+    assert "\r" not in text and "/100" not in text and text.count("Iteration 5, lr = 0.01") == 3
 
 
 def test_plot_draws_the_learning_rate_as_a_step(log_file, tmp_path):

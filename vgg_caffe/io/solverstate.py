@@ -1,14 +1,19 @@
 """Reading and writing .solverstate files: Caffe's SolverState in binary protobuf or HDF5.
 
 Binary (SGDSolver::SnapshotSolverStateToBinaryProto): a SolverState message with iter,
-learned_net (the .caffemodel written beside it), current_step and one BlobProto per learnable blob
-(`history`, shape + packed float data). A VGG state holds ~133M floats, so the history blobs are
+learned_net (the .caffemodel written beside it), current_step and the solver's history blobs
+(`history`, shape + packed float data): one per learnable blob for SGD, Nesterov, AdaGrad and
+RMSProp; 2N for AdaDelta and Adam (the N of the first slot, then the N of the second, as Caffe's
+AdaDeltaPreSolve / AdamPreSolve append them). This module stores whatever list it is given in
+order; the solver (vgg_caffe.train.updates) decides the layout. A VGG state holds ~133M floats, so the history blobs are
 written and read straight on the wire format with wire.py's codec (the one .caffemodel files use:
 data written from the array's buffer, read back as zero-copy views) rather than through protobuf's
 repeated-float containers; everything else goes through our schema.
 
 HDF5 (SnapshotSolverStateToHDF5, ".solverstate.h5"): int datasets "iter" and "current_step" of
-shape (1,), a string dataset "learned_net", and a group "history" with datasets "0", "1", ...
+shape (1,), a string dataset "learned_net" (scalar, NUL-terminated, as H5LTmake_dataset_string
+writes it: Caffe's hdf5_load_string reads it into a C string, so the NUL must be stored), and a
+group "history" with datasets "0", "1", ...
 Our plateau fields are stored beside them ("plateau_best", "plateau_bad_tests"); Caffe ignores them.
 """
 import os
@@ -118,7 +123,7 @@ def _write_hdf5(path, state, history):
     with atomic_open(path, "w+b") as f:
         with h5py.File(f, "w") as h:
             h.create_dataset("iter", data=np.array([state.iter], dtype=np.int32))
-            h.create_dataset("learned_net", data=np.bytes_(state.learned_net.encode()))
+            _write_c_string(h, "learned_net", state.learned_net)
             h.create_dataset("current_step", data=np.array([state.current_step], dtype=np.int32))
             if state.HasField("plateau_best"):
                 h.create_dataset("plateau_best", data=np.array([state.plateau_best], dtype=np.float32))
@@ -126,6 +131,19 @@ def _write_hdf5(path, state, history):
             group = h.create_group("history")
             for i, arr in enumerate(history):
                 group.create_dataset(str(i), data=np.asarray(arr, dtype=np.float32))
+
+
+def _write_c_string(h, name, text):
+    """A scalar fixed-length string dataset holding `text` and its terminating NUL (H5T_STR_NULLTERM,
+    size len + 1), the dataset H5LTmake_dataset_string makes."""
+    import h5py
+
+    data = text.encode()
+    tid = h5py.h5t.C_S1.copy()
+    tid.set_size(len(data) + 1)
+    tid.set_strpad(h5py.h5t.STR_NULLTERM)
+    dset = h5py.h5d.create(h.id, name.encode(), tid, h5py.h5s.create(h5py.h5s.SCALAR))
+    dset.write(h5py.h5s.ALL, h5py.h5s.ALL, np.array(data, dtype=f"S{len(data) + 1}"))
 
 
 def _read_hdf5(path):

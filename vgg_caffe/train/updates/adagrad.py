@@ -1,5 +1,7 @@
-"""AdaGrad (Caffe's AdaGradSolver): history += diff^2; step = local_rate * diff / (sqrt(history) + delta).
-Caffe refuses momentum with AdaGrad."""
+"""AdaGrad (Caffe's AdaGradSolver, adagrad_solver.cpp):
+  history += diff^2                                        (one history blob per learnable blob)
+  step = local_rate * diff / (sqrt(history) + delta)
+Caffe's constructor CHECKs that momentum is 0: AdaGrad has no momentum term."""
 import torch
 
 from ...errors import CaffeError
@@ -12,17 +14,18 @@ class AdaGrad(UpdateRule):
 
     def check(self, param):
         if param.momentum != 0:
-            raise CaffeError(f"{self.source}: momentum cannot be used with AdaGrad (got {param.momentum}); "
-                             "remove it or set it to 0")
+            raise CaffeError(f"{self.source}: momentum cannot be used with AdaGrad (momentum: {param.momentum:g}); "
+                             "allowed: momentum 0 (remove the field)")
 
     def step(self, ks, grads, local_rate, iteration):
         h = self.slot(0, ks)
-        torch._foreach_addcmul_(h, grads, grads)
+        torch._foreach_add_(h, torch._foreach_mul(grads, grads))
         return scaled_by_rms(grads, h, self.param.delta, local_rate)
 
 
 def scaled_by_rms(grads, history, delta, local_rate):
-    """local_rate * grads / (sqrt(history) + delta), the step AdaGrad and RMSProp share."""
+    """local_rate * grads / (sqrt(history) + delta), the step AdaGrad and RMSProp share, in
+    Caffe's order (the quotient first, then the rate)."""
     denom = torch._foreach_sqrt(history)
     torch._foreach_add_(denom, delta)
     step = torch._foreach_div(grads, denom)

@@ -8,7 +8,14 @@ iter_size times, the diffs summing, with rate = the learning rate at the current
 2. Per learnable blob: diff /= iter_size; diff += weight_decay * decay_mult * w (L2; L1 uses sign(w)).
 3. The type's ComputeUpdateValue turns the diff into the step, with local rate = rate * lr_mult,
    and w -= step (Caffe's Net::Update).
-Blobs with lr_mult 0 get no diff and are never updated (BatchNorm's statistics among them).
+Caffe does this arithmetic in float: the rate, rate * lr_mult and weight_decay * decay_mult are
+rounded to float32 before use (f32 below), so the steps match its bits, not just its formula.
+
+Blobs with lr_mult 0 get no diff (Caffe turns their param_propagate_down off) and their weights
+never move (local rate 0), but Caffe still runs the update over them: their diff is then
+weight_decay * decay_mult * w, which AdaGrad, RMSProp, AdaDelta and Adam accumulate into the
+history (BatchNorm's statistics among them, lr_mult 0 and decay_mult 1). We do the same, so a
+.solverstate holds what Caffe's holds; the weights themselves are left untouched.
 
 The history a .solverstate stores is `history`: for one-slot types (SGD, Nesterov, AdaGrad,
 RMSProp) one tensor per learnable blob; AdaDelta and Adam keep two, stored as Caffe does: the
@@ -18,12 +25,18 @@ torch._foreach_* over groups of blobs sharing (lr_mult, decay_mult).
 """
 from collections import OrderedDict
 
+import numpy as np
 import torch
 
 from ...errors import CaffeError
 from ..log import fmt
 
 _RULES = {}
+
+
+def f32(x):
+    """x rounded to float32, as Caffe's Dtype arithmetic on the rate and the multipliers."""
+    return float(np.float32(x))
 
 
 def register(cls):
@@ -57,9 +70,10 @@ class UpdateRule:
         regularization_type, clip_gradients, iter_size).
     Attributes: learnable, params (the blobs), history (slots * N zero-initialised tensors:
     the solverstate's history), groups ([((lr_mult, decay_mult), [k, ...])], the blobs updated
-    together) and updated (the indices of the blobs with lr_mult != 0).
-    Subclasses set `type`, `slots`, and implement step(group, grads, local_rate, iteration),
-    returning the values to subtract from the weights.
+    together), updated (the indices of the blobs with lr_mult != 0) and frozen (the groups of
+    the lr_mult 0 blobs, whose history alone advances).
+    Subclasses set `type`, `slots`, and implement step(ks, grads, local_rate, iteration),
+    advancing the history of blobs `ks` and returning the values to subtract from the weights.
     """
 
     type = None
@@ -72,14 +86,16 @@ class UpdateRule:
         self.params = [blob for _, _, blob, _ in self.learnable]
         self.history = [torch.zeros_like(b, memory_format=torch.contiguous_format)
                         for _ in range(self.slots) for b in self.params]
-        groups = OrderedDict()
+        groups, frozen = OrderedDict(), OrderedDict()
         for k, (layer, i, blob, spec) in enumerate(self.learnable):
-            if spec.lr_mult == 0 or getattr(layer, "frozen_blobs", False):
-                blob.requires_grad_(False)   # Caffe computes no diff for it and never updates it
+            if spec.lr_mult == 0:
+                blob.requires_grad_(False)   # Caffe computes no diff for it and never moves it
+                frozen.setdefault((0.0, float(spec.decay_mult)), []).append(k)
                 continue
             blob.requires_grad_(True)
             groups.setdefault((float(spec.lr_mult), float(spec.decay_mult)), []).append(k)
         self.groups = list(groups.items())
+        self.frozen = list(frozen.items())
         self.updated = [k for _, ks in self.groups for k in ks]
 
     def check(self, param):
@@ -118,16 +134,24 @@ class UpdateRule:
                      f"{fmt(clip)}) by scale factor {fmt(scale)}")
             torch._foreach_mul_(grads, scale)
         l1 = p.regularization_type == "L1"
+        rate = f32(rate)
         with torch.no_grad():
             for (lr_mult, decay_mult), ks in self.groups:
                 w = [self.params[k] for k in ks]
                 g = [self.params[k].grad for k in ks]
                 if p.iter_size > 1:
-                    torch._foreach_mul_(g, 1.0 / p.iter_size)
-                decay = p.weight_decay * decay_mult
+                    torch._foreach_mul_(g, f32(1.0 / p.iter_size))
+                decay = f32(p.weight_decay * decay_mult)
                 if decay:
                     torch._foreach_add_(g, torch._foreach_sign(w) if l1 else w, alpha=decay)
-                torch._foreach_sub_(w, self.step(ks, g, rate * lr_mult, iteration))
+                torch._foreach_sub_(w, self.step(ks, g, f32(rate * lr_mult), iteration))
+            for (_, decay_mult), ks in self.frozen:
+                # Caffe's update over an lr_mult 0 blob: diff = decay * w (or 0), local rate 0;
+                # only the history changes, so the step is not applied.
+                w = [self.params[k] for k in ks]
+                decay = f32(p.weight_decay * decay_mult)
+                g = torch._foreach_mul(torch._foreach_sign(w) if l1 else w, decay)
+                self.step(ks, g, 0.0, iteration)
         for blob in self.params:
             blob.grad = None
 
