@@ -26,8 +26,9 @@ def plot(train, test, x="iters", title=None):
     from matplotlib.figure import Figure
 
     key = "NumIters" if x == "iters" else "Seconds"
-    fig = Figure(figsize=(8, 9))
-    loss_ax, acc_ax, lr_ax = fig.subplots(3, 1, sharex=True)
+    # 900 x 720 px at 100 dpi, the default 10 pt text readable at 100%; the rate panel is thin
+    fig = Figure(figsize=(9, 7.2))
+    loss_ax, acc_ax, lr_ax = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2.4, 1.5]})
     for rows, kind, style in ((train, "train", "-"), (test, "test", "o-")):
         losses = sorted({k for r in rows for k in r if "loss" in k.lower()})
         for name in losses:
@@ -39,6 +40,9 @@ def plot(train, test, x="iters", title=None):
         pts = [(r[key], r[name]) for r in test if name in r]
         acc_ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=3, label=f"test {name}")
     acc_ax.set_ylabel("test accuracy")
+    values = [r[n] for r in test for n in accuracies if n in r]
+    if values and all(0 <= v <= 1 for v in values):
+        acc_ax.set_ylim(-0.02, 1.02)   # the whole scale: a rise from 0.2 to 0.3 should look like one
     # The rate is a step function. A train row's LearningRate is the "lr =" line logged after the
     # previous row's outputs (Caffe's parse_log semantics), i.e. the rate of the iterations from the
     # previous row up to this one: each value holds on the interval that ends at its row, which is

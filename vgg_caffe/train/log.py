@@ -12,18 +12,20 @@ first "Iteration", and the numbers from these messages, which the solver writes 
       Test net output #i: NAME = V
 
 Every line, to stderr and to the --log file, carries the prefix (so Caffe's parser never meets a
-line it cannot date); the progress line exists only on a TTY and never reaches a file.
+line it cannot date). The progress bar (tqdm, vgg_caffe.progress) exists only on a TTY, is erased
+before each log line and redrawn after it, and never reaches a file. An optional `events` sink
+(vgg_caffe.train.tensorboard) sees every message with its time: it turns them into TensorBoard
+scalars, so whatever the log says is what TensorBoard shows.
 """
 import math
 import os
 import re
 import socket
 import sys
-import time
 from collections import OrderedDict
 from datetime import datetime
 
-
+from ..progress import progress_bar
 
 def fmt(value):
     """A number as C++'s default ostream prints a float (6 significant digits, %g)."""
@@ -31,12 +33,14 @@ def fmt(value):
 
 
 class TrainingLog:
-    """Caffe-style log lines to a stream (stderr) and optionally a file; a TTY progress line.
+    """Caffe-style log lines to a stream (stderr) and optionally a file; a tqdm bar on a TTY.
 
-    enabled=False (ranks other than 0) makes every call a no-op.
+    enabled=False (ranks other than 0) makes every call a no-op. progress: None shows the bar when
+    the stream is a terminal, False never (--no-progress). events: an object with
+    observe(message, walltime) and close() (vgg_caffe.train.tensorboard.TensorBoardSink).
     """
 
-    def __init__(self, stream=None, path=None, enabled=True, progress=None):
+    def __init__(self, stream=None, path=None, enabled=True, progress=None, events=None):
         self.enabled = enabled
         self.stream = stream if stream is not None else sys.stderr
         self.file = None
@@ -44,8 +48,8 @@ class TrainingLog:
         if progress is None:
             progress = bool(getattr(self.stream, "isatty", lambda: False)())
         self.show_progress = progress and enabled
-        self._progress_shown = False
-        self._last_progress = 0.0
+        self._bar = None
+        self.events = events if enabled else None
         if enabled and path:
             self.open_file(path)
 
@@ -67,11 +71,16 @@ class TrainingLog:
         where = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
         now = datetime.now()
         text = f"{level}{now:%m%d %H:%M:%S}.{now.microsecond:06d} {self.pid:5d} {where}] {message}\n"
-        self._clear_progress()
+        if self._bar is not None:
+            self._bar.clear()   # the line goes above the bar, which is redrawn below it
         self.stream.write(text)
         self.stream.flush()
+        if self._bar is not None:
+            self._bar.refresh()
         if self.file:
             self.file.write(text)
+        if self.events is not None:
+            self.events.observe(message, now.timestamp())
 
     def info(self, message):
         self.line(message, "I", 2)
@@ -84,39 +93,29 @@ class TrainingLog:
 
     # -- progress ------------------------------------------------------------------------------
 
-    def progress(self, iteration, max_iter, loss, rate, iters_per_s):
-        """An in-place status line on a TTY, at most a few times a second."""
+    def progress(self, iteration, max_iter, loss, rate, iters_per_s=None):
+        """Move the bar to `iteration` of `max_iter`, showing the smoothed loss and the rate; tqdm
+        measures the speed and the ETA itself (iters_per_s is accepted for the solver's call)."""
         if not self.show_progress:
             return
-        now = time.monotonic()
-        if now - self._last_progress < 0.2 and iteration < max_iter:
-            return
-        self._last_progress = now
-        eta = ""
-        if iters_per_s > 0 and max_iter > iteration:
-            s = int((max_iter - iteration) / iters_per_s)
-            eta = f" ETA {s // 3600:d}:{s // 60 % 60:02d}:{s % 60:02d}"
-        done = iteration / max_iter if max_iter else 0.0
-        width = 20
-        bar = "#" * int(done * width) + "-" * (width - int(done * width))
-        text = (f"[{bar}] {iteration}/{max_iter} loss {fmt(loss)} lr {fmt(rate)} "
-                f"{iters_per_s:.2f} it/s{eta}")
-        self.stream.write("\r" + text + "\x1b[K")
-        self.stream.flush()
-        self._progress_shown = True
-
-    def _clear_progress(self):
-        if self._progress_shown:
-            self.stream.write("\r\x1b[K")
-            self._progress_shown = False
+        if self._bar is None:
+            self._bar = progress_bar(max_iter, True, desc="train", unit="iter", stream=self.stream,
+                                     initial=iteration)
+        self._bar.set_postfix_str(f"loss {fmt(loss)} lr {fmt(rate)}", refresh=False)
+        self._bar.update(iteration - self._bar.n)   # redraws at most every 0.1 s (tqdm's mininterval)
 
     def close(self):
+        if self._bar is not None:
+            self._bar.close()   # leave=False: the bar is erased
+            self._bar = None
         if self.enabled:
-            self._clear_progress()
             self.stream.flush()
         if self.file:
             self.file.close()
             self.file = None
+        if self.events is not None:
+            self.events.close()
+            self.events = None
 
 
 # -- reading logs back (what Caffe's tools/extra/parse_log.py does) --------------------------------
