@@ -1,4 +1,4 @@
-"""Caffe's weight fillers (filler.hpp): constant, gaussian, uniform, xavier, msra, bilinear.
+"""Caffe's weight fillers (filler.hpp): constant, gaussian, positive_unitball, uniform, xavier, msra, bilinear.
 
 xavier draws uniform(-sqrt(3/n), sqrt(3/n)) and msra gaussian(0, sqrt(2/n)), with n the fan-in,
 the fan-out or their mean (variance_norm), fan-in being count/shape[0] and fan-out count/shape[1]
@@ -25,9 +25,14 @@ def fill(tensor, filler, generator=None, where="?"):
     elif kind == "gaussian":
         tensor.normal_(filler.mean, filler.std, generator=generator)
         if filler.sparse >= 0:
-            # Caffe keeps each weight with probability sparse / num_inputs.
-            keep = filler.sparse / (tensor.shape[1] if tensor.dim() > 1 else 1)
+            # Caffe keeps each weight with probability sparse / shape[0] (its num_outputs).
+            keep = filler.sparse / (tensor.shape[0] if tensor.dim() else 1)
             tensor.mul_(torch.rand(tensor.shape, generator=generator) < keep)
+    elif kind == "positive_unitball":
+        # Caffe's PositiveUnitballFiller: uniform in [0, 1], each of the shape[0] rows scaled to sum 1.
+        tensor.uniform_(0.0, 1.0, generator=generator)
+        rows = tensor.view(tensor.shape[0] if tensor.dim() else 1, -1)
+        rows.div_(rows.sum(1, keepdim=True))
     elif kind == "uniform":
         tensor.uniform_(filler.min, filler.max, generator=generator)
     elif kind in ("xavier", "msra"):
@@ -48,4 +53,4 @@ def fill(tensor, filler, generator=None, where="?"):
         tensor.copy_((ramp[:, None] * ramp[None, :]).expand_as(tensor))
     else:
         raise CaffeError(f"{where}: unknown filler type '{kind}'; known: constant, gaussian, "
-                         "uniform, xavier, msra, bilinear")
+                         "positive_unitball, uniform, xavier, msra, bilinear")
