@@ -64,7 +64,7 @@ def test_train_phase_uses_declared_data_shapes():
     assert [r.name for r in rows][-1] == "loss" and totals["outputs"] == ["loss"]
     rows, totals = info.summarize(path, "TEST")
     assert rows[0].type == "Data" and rows[0].tops == [("data", (50, 3, 224, 224)), ("label", (50,))]
-    assert totals["outputs"] == ["loss", "accuracy", "accuracy_top5"]
+    assert totals["outputs"] == ["accuracy", "accuracy_top5", "loss"]   # by name, as Caffe's std::set
     assert "norm1" in [r.name for r in rows]
     rows, _ = info.summarize(path, "TEST", {"data": (2, 3, 64, 64), "label": (2,)})
     assert rows[0].tops[0][1] == (2, 3, 64, 64) and [r for r in rows if r.name == "fc8"][0].tops[0][1] == (2, 1000)

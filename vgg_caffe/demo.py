@@ -1,6 +1,7 @@
 """The whole job on embedded data, in a few minutes on a laptop CPU (what `make demo` runs).
 
     python -m vgg_caffe.demo [--out demo_out] [--quick] [--config A] [--width-div 16] [--crop 64]
+                             [--precision fp32|tf32|bf16] [--compile]
 
 1. Data: real photos that scikit-image ships (astronaut, chelsea, coffee, ...) are the classes.
    Each record is a random box of its photo (random position, size and aspect ratio), rescaled so
@@ -120,7 +121,13 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (default 1: the nets are tiny, and on a busy machine more threads "
                          "spin and cost several times the CPU time)")
+    from . import precision as speed
+
+    speed.add_arguments(ap)
     args = ap.parse_args(argv)
+    from .machine import torch_device
+
+    torch_device(args.device)   # --device cuda without CUDA fails now, not after the data is built
     import torch
 
     from .vgg import netgen
@@ -159,18 +166,20 @@ def main(argv=None):
     log = os.path.join(out, "train.log")
     if os.path.exists(log):
         os.remove(log)
-    solve.main([paths["solver_S256"], "--log", log, "--device", args.device, "--no-progress"])
+    solve.main([paths["solver_S256"], "--log", log, "--device", args.device, "--no-progress",
+                "--precision", args.precision] + (["--compile"] if args.torch_compile else []))
     weights = final_weights(os.path.join(out, "snapshots", f"{args.config}_S256"))
 
     step("evaluation on the validation LMDB (the paper's protocols, Sect. 3.2)")
     model = ev.Model(paths["deploy"], weights, args.device, batch_size=100, name=args.config)
     multi = ev.test_scales(train_scale, True, crop)
     rows = []
-    for protocols, scales in ((["single", "dense"], [ev.test_scales(train_scale, False, crop)[0]]),
-                              (["dense", "multi-crop", "multi-crop+dense"], multi)):
-        count, images = ev.open_data([val_db])
-        found, _, _ = ev.evaluate([(model, train_scale)], images, count, protocols, [scales], progress=False)
-        rows += found
+    with speed.from_arguments(args, args.device):   # the nets evaluate in --precision too
+        for protocols, scales in ((["single", "dense"], [ev.test_scales(train_scale, False, crop)[0]]),
+                                  (["dense", "multi-crop", "multi-crop+dense"], multi)):
+            count, images = ev.open_data([val_db])
+            found, _, _ = ev.evaluate([(model, train_scale)], images, count, protocols, [scales], progress=False)
+            rows += found
     print(ev.format_table(rows))
     ev.write_results(os.path.join(out, "results.json"), rows,
                      dict(models=[dict(model=paths["deploy"], weights=weights)], data=[val_db],

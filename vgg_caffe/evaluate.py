@@ -3,17 +3,21 @@ protocols (single crop, dense, multi-crop, multi-crop+dense; multi-scale; fusion
 table like Tables 3 to 6 and written as JSON/CSV. The work is in vgg_caffe.eval.
 
     python -m vgg_caffe.evaluate --model deploy.prototxt --weights W.caffemodel --data VAL_LMDB \
-        --protocol dense --scales 256,384,512 --out results.json
+        --protocol dense --scales 256,384,512 --out results.json [--precision bf16] [--compile]
 """
 import argparse
 import math
+import os
 import sys
 import numpy as np
 import torch
 from .eval.data import open_data
 from .eval.protocols import PROTOCOLS, VGG_MEAN, Model, evaluate
 from .eval.tables import format_table, parse_scale, test_scales, write_results
+from . import machine
 from .errors import CaffeError, run_cli
+from .fileio import atomic_write, check_writable
+from . import precision as speed
 
 
 def build_parser():
@@ -39,7 +43,8 @@ def build_parser():
     p.add_argument("--no-flip", action="store_true", help="do not add horizontally flipped images (dense, multi-crop)")
     p.add_argument("--mean-value", type=float, nargs=3, default=list(VGG_MEAN), metavar=("B", "G", "R"),
                    help="mean pixel subtracted from BGR 0..255 input (default the VGG mean 103.939 116.779 123.68)")
-    p.add_argument("--mean-file", help="a mean .binaryproto; its per-channel average is used as the mean pixel")
+    p.add_argument("--mean-file", help="a mean .binaryproto (its per-channel average is used as the mean pixel), "
+                                       "or the mean .json compute_image_mean writes")
     p.add_argument("--no-strict", action="store_true",
                    help="evaluate even when the weights leave some learnable layers of the net out "
                         "(they keep their initial values); by default that is an error")
@@ -50,12 +55,43 @@ def build_parser():
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out", help="results.json (a .csv with the same rows is written beside it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave out images that cannot be read or decoded (and list lines without a label), "
+                        "as convert_imageset does, and list them (on stderr, and in OUT.skipped.txt with --out); "
+                        "by default the first one stops the run")
+    speed.add_arguments(p)
     return p
 
 
+def report_skipped(skipped, out):
+    """Say which images --skip-bad left out: on stderr, and beside the results with --out."""
+    lines = [f"{where}\t{reason}" for where, reason in skipped]
+    print(f"skipped {len(skipped)} image(s) that could not be read (--skip-bad); the first: {lines[0]}",
+          file=sys.stderr)
+    if out:
+        report = os.path.splitext(out)[0] + ".skipped.txt"
+        atomic_write(report, "".join(line + "\n" for line in lines))
+        print(f"wrote {report}", file=sys.stderr)
+    else:
+        for line in lines[1:]:
+            print(line, file=sys.stderr)
+
+
 def mean_from_file(path):
+    """The mean pixel (B, G, R) of a mean .binaryproto (its per-channel average), or of the JSON
+    compute_image_mean writes beside it (mean_pixel_bgr)."""
     from .proto import pb, read_message
 
+    if path.lower().endswith(".json"):
+        import json
+        try:
+            with open(path) as f:
+                values = json.load(f)["mean_pixel_bgr"]
+            if len(values) != 3:
+                raise ValueError
+            return tuple(float(v) for v in values)
+        except (OSError, ValueError, KeyError, TypeError):
+            raise CaffeError(f"{path}: expected compute_image_mean's JSON with mean_pixel_bgr: [B, G, R]") from None
     blob = read_message(path, pb.BlobProto)
     shape = list(blob.shape.dim) or [blob.num, blob.channels, blob.height, blob.width]
     data = np.asarray(blob.data, np.float32)
@@ -67,6 +103,14 @@ def mean_from_file(path):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    machine.torch_device(args.device)   # a clear error for --device cuda without CUDA, before any work
+    if args.out:
+        check_writable(args.out, "results")
+    with speed.from_arguments(args, args.device):   # --precision, --compile for every net built
+        return run(args)
+
+
+def run(args):
     if len(args.model) != len(args.weights):
         raise CaffeError(f"{len(args.model)} --model but {len(args.weights)} --weights; give one weights file per model")
     n = len(args.model)
@@ -95,10 +139,13 @@ def main(argv=None):
         # Without a training scale, assume the paper's S = 256 for a 224 crop, scaled to the crop.
         scales = [test_scales(s if s is not None else int(round(m.crop[0] * 256 / 224)), args.multi_scale,
                               m.crop[0]) for m, s in models]
-    count, images = open_data(args.data, args.limit)
+    skipped = [] if args.skip_bad else None
+    count, images = open_data(args.data, args.limit, skipped)
     rows, _, _ = evaluate(models, images, count, protocols, scales, args.grid, not args.no_flip,
                           progress=not args.quiet)
     print(format_table(rows))
+    if skipped:
+        report_skipped(skipped, args.out)
     if args.out:
         meta = dict(models=[dict(model=a, weights=w) for a, w in zip(args.model, args.weights)],
                     data=args.data, protocols=protocols, grid=args.grid, flip=not args.no_flip,

@@ -16,8 +16,12 @@ def atomic_open(path, mode="wb"):
     """Open a temporary file beside `path`; on a clean exit fsync it and rename it to `path`."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    check_writable(path)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise CaffeError(f"{path}: could not write ({e.strerror or e})") from None
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -32,6 +36,36 @@ def atomic_open(path, mode="wb"):
     except BaseException:
         _remove_quietly(tmp)
         raise
+
+
+def blocking_file(path):
+    """The nearest existing ancestor of `path`'s folder when it is not a folder (a regular file
+    standing where a directory must go), else None."""
+    directory = os.path.dirname(os.path.abspath(os.fspath(path)))
+    while directory and not os.path.exists(directory):
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    return directory if os.path.exists(directory) and not os.path.isdir(directory) else None
+
+
+def check_writable(path, what="output"):
+    """Raise CaffeError unless a file can be created at `path` (its folder may still have to be
+    made): nothing in the way is a regular file, the nearest existing folder takes new files, and
+    `path` itself is not a folder. Nothing is created. Long jobs call it before they start, so a bad
+    output path fails at once rather than after hours of work."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise CaffeError(f"{path}: cannot write the {what} there: it is a directory")
+    blocker = blocking_file(path)
+    if blocker is not None:
+        raise CaffeError(f"{path}: cannot write the {what} there: {blocker} is a file, not a directory")
+    directory = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(directory):
+        directory = os.path.dirname(directory)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise CaffeError(f"{path}: cannot write the {what} there: no permission to create files in {directory}")
 
 
 def atomic_write(path, data):

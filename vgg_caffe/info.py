@@ -19,14 +19,20 @@ window moves for one step along the blob (jump), along the height axis, from eac
 """
 import argparse
 import json
+import math
 import sys
 from dataclasses import dataclass
 
 import torch
 
+from . import machine
 from .errors import CaffeError, run_cli
 from .net import Net, filter_net, load_net_param, phase_value
 from .proto import pb
+
+
+class UndeclaredShape(CaffeError):
+    """A data layer whose top shapes only its source knows (no crop_size, no batch_size)."""
 
 
 @dataclass
@@ -75,8 +81,8 @@ def _declared_shapes(lp, source):
         crop = lp.transform_param.crop_size or p.crop_size
         height, width = (crop, crop) if crop else (p.new_height or None, p.new_width or None)
     if not (batch and height and width):
-        raise CaffeError(f"{source}: data layer '{lp.name}' ({lp.type}) does not declare its batch size and "
-                         f"image size; pass them with --input-shape {lp.top[0]}=N,C,H,W")
+        raise UndeclaredShape(f"{source}: data layer '{lp.name}' ({lp.type}) does not declare its batch size and "
+                              f"image size; pass them with --input-shape {lp.top[0]}=N,C,H,W")
     return [(batch, channels, height, width)] + [(batch,)] * (len(lp.top) - 1)
 
 
@@ -121,7 +127,7 @@ def _shape_net(net_param, source, phase, input_shapes, level, stages):
     input_shapes = dict(input_shapes or {})
     kept = pb.NetParameter(name=net_param.name)
     stand_ins = {}   # layer name -> its own type, for the layers shown through an Input stand-in
-    for lp in filter_net(net_param, phase, level, stages):
+    for lp in filter_net(net_param, phase, level, stages, source):
         layer = kept.layer.add()
         layer.CopyFrom(lp)
         del layer.include[:]
@@ -142,11 +148,52 @@ def _shape_net(net_param, source, phase, input_shapes, level, stages):
         raise CaffeError(f"{source}: --input-shape names {', '.join(sorted(unknown))}, but the net's inputs "
                          f"are {', '.join(sorted(known)) or 'none'}")
     with torch.device("meta"):
-        net = Net(kept, phase, level, stages, input_shapes=input_shapes, source=source)
+        # fill=False: shapes are all info needs (filling would draw every weight on the CPU).
+        net = Net(kept, phase, level=level, stages=stages, input_shapes=input_shapes, source=source, fill=False)
     net.source = source
     net.stand_ins = stand_ins
     net.phase_note = None
     return net
+
+
+def validate_net(net_param, source, phase=None):
+    """Refuse what Net refuses, for tools that show a net without building it (tools/draw_net.py).
+
+    The net is built as `info` builds it (`phase`, or None: TEST, else TRAIN), so its errors are
+    Net's, word for word. The build is skipped when the prototxt alone cannot give the shapes (a
+    data layer that does not declare its image size; a Python layer with bottoms, whose module a
+    drawing need not import). Then, for the layers of every phase, the checks that need no shapes
+    (vgg_caffe.layers.base.check_static: known type, geometry, num_output, input dims, fillers)
+    and each phase's filter rules and one producer per top."""
+    from .layers.base import check_static
+
+    if not any(lp.type == "Python" and len(lp.bottom) for lp in net_param.layer):
+        _validate_by_building(net_param, source, phase)
+    for lp in net_param.layer:
+        check_static(lp, source)
+    for ph in (pb.TRAIN, pb.TEST) if phase is None else (phase_value(phase),):
+        made = {}
+        for lp in filter_net(net_param, ph, 0, (), source):
+            for k, t in enumerate(lp.top):
+                if (t in made and t not in lp.bottom) or t in lp.top[:k]:
+                    raise CaffeError(f"{source}: layer '{lp.name}' ({lp.type}): top '{t}' is already produced by "
+                                     f"layer '{made.get(t, lp.name)}' (in the {pb.Phase.Name(ph)} net); a blob has "
+                                     "one producer (an in-place layer names it as its bottom too)")
+                made[t] = lp.name
+
+
+def _validate_by_building(net_param, source, phase):
+    # As info: one phase that builds is enough (a solver's snapshot keeps only its TRAIN data layer).
+    errors = []
+    for ph in ("TEST", "TRAIN") if phase is None else (phase,):
+        try:
+            shape_net(net_param, ph, source=source)
+            return
+        except UndeclaredShape:
+            return
+        except CaffeError as e:
+            errors.append(e)
+    raise errors[0]
 
 
 def summarize(model, phase="TEST", input_shapes=None):
@@ -171,7 +218,24 @@ def summarize(model, phase="TEST", input_shapes=None):
     totals = {"params": sum(int(p.numel()) for _, _, p, _ in net.learnable()),
               "macs": sum(r.macs for r in rows), "outputs": list(net.output_names),
               "name": net.net_param.name, "phase": net.phase_name, "note": net.phase_note}
+    totals["memory_note"] = _memory_note(net.source, rows, totals["params"])
     return rows, totals
+
+
+def _memory_note(source, rows, params):
+    """A warning when the net, shown here on the meta device, could not be built on this machine:
+    its parameters, or its largest top, need more memory than is available (vgg_caffe.machine)."""
+    itemsize = torch.get_default_dtype().itemsize
+    tops = [(math.prod(shape) * itemsize, f"top '{top}' of layer '{r.name}'") for r in rows for top, shape in r.tops]
+    biggest = max(tops, default=(0, ""))
+    room = machine.available_bytes()
+    if room is None:
+        return None
+    for need, what in ((params * itemsize, "the learnable blobs"), biggest):
+        if need > room:
+            return (f"{source}: {what} need {machine.human(need)}, more than the {machine.human(room)} of memory "
+                    "available here: Net, time and solve would refuse to build this net")
+    return None
 
 
 def _shape(shape):
@@ -209,8 +273,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     shapes = dict(parse_shape_arg(s) for s in args.input_shape)
     rows, totals = summarize(args.model, args.phase, shapes)
-    if totals["note"]:
-        print(f"note: {totals['note']}", file=sys.stderr)
+    for note in (totals["note"], totals["memory_note"]):
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     print(format_table(rows, totals))
     return 0
 

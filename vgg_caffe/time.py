@@ -2,7 +2,7 @@
 
     python -m vgg_caffe.time NET.prototxt [-iterations 50] [-phase TRAIN|TEST] [-level 0]
                              [-stage a,b] [--input-shape data=8,3,224,224] [--threads N]
-                             [--device cpu|cuda] [--json OUT.json]
+                             [--device cpu|cuda] [--json OUT.json] [--precision bf16] [--compile]
 
 Any prototxt Net reads, V1 included. As `caffe time` it runs the net in TRAIN phase by default
 and reports each layer's average forward and backward time, then the average forward, backward
@@ -25,7 +25,9 @@ from collections import OrderedDict
 import torch
 
 from .errors import CaffeError, run_cli
-from .fileio import atomic_write
+from . import machine
+from .fileio import atomic_write, check_writable
+from . import precision as speed
 from .net import Net
 
 LABEL_CONSUMERS = ("SoftmaxWithLoss", "Accuracy")
@@ -99,7 +101,9 @@ def time_net(net, inputs, iterations=50, warmup=1):
     for name, layer in zip(net.layer_names, net.layers.values()):
         if layer.is_data:
             continue
-        f, b = _time_layer(layer, [blobs[n] for n in layer.param.bottom], iterations, warmup, device)
+        with speed.autocast_for(net):   # each layer alone as the graph runs it (bf16: fp32 islands)
+            f, b = _time_layer(layer, [blobs[n] for n in layer.param.bottom], iterations, warmup, device,
+                               run=speed.island_call(net, layer))
         layers.append(OrderedDict(name=name, type=layer.type, forward_ms=f, backward_ms=b))
     return OrderedDict(
         iterations=iterations, layers=layers,
@@ -109,8 +113,10 @@ def time_net(net, inputs, iterations=50, warmup=1):
         total_ms=sum(forward) + sum(backward))
 
 
-def _time_layer(layer, bottoms, iterations, warmup, device):
-    """Mean forward and backward milliseconds of one layer alone on these bottoms."""
+def _time_layer(layer, bottoms, iterations, warmup, device, run=None):
+    """Mean forward and backward milliseconds of one layer alone on these bottoms (called as
+    `run`, the layer by default)."""
+    run = run or layer
     label_slots = {1} if layer.type in LABEL_CONSUMERS else set()
     inplace = getattr(layer, "inplace", None)
     if inplace is not None:
@@ -123,7 +129,7 @@ def _time_layer(layer, bottoms, iterations, warmup, device):
             call = (args,) if getattr(layer, "takes_list", False) else tuple(args)
             _sync(device)
             t0 = time.perf_counter()
-            out = layer(*call)
+            out = run(*call)
             _sync(device)
             t1 = time.perf_counter()
             tops = [out] if isinstance(out, torch.Tensor) else list(out)
@@ -156,8 +162,6 @@ def format_report(report):
 
 
 def main(argv=None):
-    from .info import parse_shape_arg
-
     ap = argparse.ArgumentParser(prog="python -m vgg_caffe.time", description=__doc__.split("\n\n")[0])
     ap.add_argument("model", nargs="?", help="the net's prototxt (or -model)")
     ap.add_argument("-model", "--model", dest="model_flag", help="the net's prototxt, as `caffe time -model`")
@@ -171,7 +175,18 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     ap.add_argument("--seed", type=int, default=0, help="seed for weights and synthetic inputs")
     ap.add_argument("--json", help="also write the report as JSON here")
+    speed.add_arguments(ap)
     args = ap.parse_args(argv)
+    machine.torch_device(args.device)   # --device cuda without CUDA: a clear error before any work
+    if args.json:
+        check_writable(args.json, "report")
+    with speed.from_arguments(args, args.device):   # --precision, --compile
+        return _run(ap, args)
+
+
+def _run(ap, args):
+    from .info import parse_shape_arg
+
     model = args.model_flag or args.model
     if not model:
         ap.error("give the net's prototxt (positionally or with -model)")

@@ -22,15 +22,15 @@ import json
 import multiprocessing
 import os
 import shutil
-import sys
-import time
 from dataclasses import asdict, dataclass
 
 from .. import rng
 from ..errors import CaffeError
-from ..fileio import atomic_write
+from ..fileio import atomic_write, check_writable
+from ..progress import progress_bar
 from . import datum as datum_io
 from . import image
+from .checked import claimed_size, decode_checked, max_pixels  # noqa: F401
 from .db import DEFAULT_MAP_SIZE, Writer, committed_keys
 
 META_NAME = "convert_imageset.json"
@@ -68,10 +68,19 @@ def read_list(path):
             continue
         name, label = line[:pos], line[pos + 1:]
         try:
-            entries.append((name, int(label)))
+            value = int(label)
         except ValueError:
             bad.append((n, line, f"label {label!r} is not an integer"))
+            continue
+        if not INT32_MIN <= value <= INT32_MAX:
+            bad.append((n, line, f"label {value} does not fit Datum's int32 label "
+                                 f"([{INT32_MIN}, {INT32_MAX}])"))
+            continue
+        entries.append((name, value))
     return entries, bad
+
+
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 
 def order(n, opts):
@@ -120,11 +129,16 @@ def convert_one(root, path, label, opts):
         raise image.DecodeError("missing file") from None
     except OSError as e:
         raise image.DecodeError(f"cannot read ({e.strerror or e})") from None
-    img = image.decode(data, image.GRAY if opts.gray else image.COLOR)
+    img = decode_checked(data, image.GRAY if opts.gray else image.COLOR)
     size = img.shape
     if opts.resize_height > 0 and opts.resize_width > 0:
         img = image.resize(img, opts.resize_height, opts.resize_width)
     elif opts.min_side > 0:
+        h, w = image.min_side_size(img.shape[0], img.shape[1], opts.min_side)
+        if h * w > max_pixels():  # a 1 x 100000 strip at --min_side 256 would be 25.6 gigapixels
+            raise image.DecodeError(f"rescaling {img.shape[1]}x{img.shape[0]} to smaller side {opts.min_side} "
+                                    f"gives {w}x{h} = {w * h:,} pixels, more than OpenCV handles "
+                                    f"(CV_IO_MAX_IMAGE_PIXELS = {max_pixels():,})")
         img = image.rescale_min_side(img, opts.min_side)
     resized = img.shape != size  # an image already at the target size keeps its bytes
     shape = (img.shape[2], img.shape[0], img.shape[1])
@@ -139,6 +153,9 @@ def convert_one(root, path, label, opts):
             d = datum_io.from_encoded(image.encode(img, ext), label)
     else:
         d = datum_io.from_image(img, label)
+        # Caffe's CVMatToDatum sets encoded: false explicitly, so its raw records end with the
+        # two bytes 0x38 0x00 (field 7, varint 0); setting it makes ours byte-identical.
+        d.encoded = False
     return d.SerializeToString(), shape
 
 
@@ -163,34 +180,6 @@ def _work(item):
         return index, path, None, str(e)
 
 
-class Progress:
-    """A one-line progress bar on stderr (redrawn on a terminal, a line every 10 s otherwise)."""
-
-    def __init__(self, total, stream=None, enabled=True):
-        self.total, self.done, self.stream, self.enabled = total, 0, stream or sys.stderr, enabled
-        self.start = self.last = time.time()
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-
-    def update(self, n=1, force=False):
-        self.done += n
-        now = time.time()
-        if not self.enabled or (not force and now - self.last < (0.2 if self.tty else 10)):
-            return
-        self.last = now
-        rate = self.done / max(now - self.start, 1e-9)
-        frac = self.done / self.total if self.total else 1.0
-        bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
-        eta = (self.total - self.done) / rate if rate > 0 else 0
-        text = f"{self.done}/{self.total} [{bar}] {100 * frac:5.1f}% {rate:7.1f} img/s ETA {eta:5.0f}s"
-        self.stream.write(("\r" + text) if self.tty else (text + "\n"))
-        self.stream.flush()
-
-    def close(self):
-        self.update(0, force=True)
-        if self.enabled and self.tty:
-            self.stream.write("\n")
-
-
 def _list_digest(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
@@ -201,6 +190,10 @@ def convert_imageset(root, listfile, db_path, opts, workers=1, resume=False, com
     """Convert; returns a summary dict (written, skipped, skipped_report, map_doublings)."""
     if opts.resize_height < 0 or opts.resize_width < 0 or opts.min_side < 0:
         raise CaffeError("--resize_height, --resize_width and --min_side must be >= 0")
+    if opts.resize_height * opts.resize_width > max_pixels():
+        raise CaffeError(f"--resize_height {opts.resize_height} --resize_width {opts.resize_width}: "
+                         f"{opts.resize_height * opts.resize_width:,} pixels per image, more than OpenCV handles "
+                         f"(CV_IO_MAX_IMAGE_PIXELS = {max_pixels():,})")
     if opts.min_side and (opts.resize_height or opts.resize_width):
         raise CaffeError("--min_side (isotropic) and --resize_height/--resize_width (anisotropic) exclude each other")
     if opts.encode_type and not opts.encoded:
@@ -236,6 +229,7 @@ def convert_imageset(root, listfile, db_path, opts, workers=1, resume=False, com
         created = False
     else:
         done = set()
+        check_writable(os.path.join(db_path, "data.mdb"), "database")  # not under a regular file
         writer = Writer(db_path, commit_every, map_size, create=True)
         created = True
         atomic_write(meta_path, json.dumps(meta, indent=1) + "\n")
@@ -255,7 +249,8 @@ def convert_imageset(root, listfile, db_path, opts, workers=1, resume=False, com
         first_shape = (img.shape[2], img.shape[0], img.shape[1])
     else:
         first_shape = None
-    bar = Progress(len(todo), enabled=progress)
+    # A tqdm bar on a terminal; elsewhere (or --quiet) Caffe's "Processed N files." every 1000.
+    bar = progress_bar(len(todo), progress, desc="convert_imageset", unit="img")
     skipped = []
     count = len(done)
     try:
@@ -280,13 +275,21 @@ def convert_imageset(root, listfile, db_path, opts, workers=1, resume=False, com
                                          f"from the first record's {first_shape} (--check_size)")
                 writer.put(make_key(index, path), value)
                 count += 1
-                if count % 1000 == 0 and not progress:
+                if count % 1000 == 0 and bar.disable:
                     log(f"Processed {count} files.")
         finally:
             if pool is not None:
                 pool.terminate()
                 pool.join()
         writer.close()
+    except CaffeError as e:
+        # A run that cannot finish (--check_size met another size) leaves no partial database
+        # behind; an interrupted one (Ctrl-C, kill) keeps its commits for --resume.
+        if created:
+            writer.env.close()
+            shutil.rmtree(db_path, ignore_errors=True)
+            raise CaffeError(f"{e}; the partial database {db_path} was removed") from None
+        raise
     finally:
         bar.close()
     report = db_path.rstrip("/") + ".skipped.txt"
@@ -301,7 +304,7 @@ def convert_imageset(root, listfile, db_path, opts, workers=1, resume=False, com
         # rerun after fixing ROOT or the list needs no cleanup); the skip report stays.
         if created:
             shutil.rmtree(db_path, ignore_errors=True)
-        first = lines[0].split("\t")[-1]
+        first = lines[0].replace("\t", ": ")  # where it is, what it says, why it was skipped
         gone = "; the empty database was removed" if created else ""
         raise CaffeError(f"{db_path}: no records written: all {len(lines)} lines of {listfile} were skipped "
                          f"({len(bad)} bad list lines, {len(skipped)} unreadable images; the first: {first}); "

@@ -22,6 +22,7 @@ border outputs differ slightly; no per-channel affine change of the weights can 
 """
 import os
 import re
+import sys
 from collections import OrderedDict
 
 import numpy as np
@@ -154,9 +155,34 @@ def guess_config(names, source):
                      f"(torchvision's vgg11/13/16/19): {len(names)} names, e.g. {', '.join(sorted(names)[:6])}")
 
 
-def to_torchvision(layers, source):
+def check_torchvision_fit(layers, config, source, warn):
+    """Refuse what torchvision's VGG cannot express, warn for what it drops. C names its layers as
+    D does, but conv3_3, conv4_3 and conv5_3 are 1x1 (torchvision's vgg16 has 3x3 there); A-LRN
+    is A plus an LRN layer (norm1), which torchvision's vgg11 has no module for."""
+    cfg = get_config(config)
+    wrong = [(c.name, tuple(layers[c.name][1][0].shape[-2:])) for c in cfg.convs()
+             if c.name in layers and layers[c.name][1] and tuple(layers[c.name][1][0].shape[-2:]) != (c.kernel, c.kernel)]
+    if wrong:
+        kernels = ", ".join(f"{n} {h}x{w}" for n, (h, w) in wrong)
+        which = "configuration C (1x1 convolutions)" if all(k == (1, 1) for _, k in wrong) else "not configuration " + config
+        raise CaffeError(f"{source}: {which}: {kernels}, where torchvision's {TORCHVISION[config]} has 3x3 "
+                         "convolutions; torchvision has no model for it (it has A, B, D, E: vgg11/13/16/19). "
+                         "Convert without --torchvision to keep Caffe's '<layer>.<blob index>' names")
+    lrn = [n for n, (t, _) in layers.items() if t == "LRN"]
+    if lrn:
+        warn(f"{source}: the file has LRN layer(s) {', '.join(lrn)} (configuration A-LRN); torchvision's "
+             f"{TORCHVISION[config]} has no LRN, so the converted model leaves it out and computes "
+             "configuration A, not A-LRN")
+
+
+def _warn(message):
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def to_torchvision(layers, source, warn=_warn):
     with_blobs = [n for n, (_, a) in layers.items() if a]
     config = guess_config(with_blobs, source)
+    check_torchvision_fit(layers, config, source, warn)
     out = OrderedDict()
     for (name, j), key in torchvision_keys(config).items():
         arrays = layers[name][1]

@@ -25,13 +25,13 @@ import numpy as np
 
 from ..errors import CaffeError
 from ..proto import V1_TYPE_NAMES, pb
+from .checks import blob_problem, text_problem
 # The constants and the encoders live in wire_encode; re-exported so `wire.X` names the codec.
 from .wire_encode import (BLOB_CHANNELS, BLOB_DATA, BLOB_DIFF, BLOB_DOUBLE_DATA, BLOB_DOUBLE_DIFF,  # noqa: F401
                           BLOB_HEIGHT, BLOB_NUM, BLOB_SHAPE, BLOB_WIDTH, END_GROUP, F32, F64, FIXED32, FIXED64,
                           LAYER_BLOBS, LEGACY_FIELDS, LENGTH, NET_LAYER, NET_LAYERS_V1, SHAPE_DIM, START_GROUP,
                           V0_LAYER, V1_BLOBS, VARINT, _tag, _varint_bytes, blob_header, blob_pieces,
                           layer_pieces, legacy_ok, length_field, net_pieces, split_message)
-
 
 
 @dataclass
@@ -160,6 +160,7 @@ def read_layers(buf, source):
             header += _raw_field(r, number, wire, start, stop)
     net = pb.NetParameter()
     _parse(net, bytes(header), source, "the net's header fields")
+    _check_text(net, source, "the net")
     if any(l.v1 for l in layers) and any(not l.v1 for l in layers):
         raise CaffeError(f"{source}: the net mixes `layer` (current format) and `layers` (V1); use one")
     return net, layers
@@ -239,6 +240,7 @@ def _read_layer(r, start, stop, v1, index):
             rest += _raw_field(r, number, wire, s, e)
     param = pb.V1LayerParameter() if v1 else pb.LayerParameter()
     _parse(param, bytes(rest), r.source, f"the fields of layer #{index}")
+    _check_text(param, r.source, f"layer #{index}")
     if v1:
         if param.HasField("type"):
             enum = pb.V1LayerParameter.LayerType.Name(param.type)
@@ -291,7 +293,17 @@ def read_blob(r, start, stop):
         shape = ()
     record = _merge_chunks(r, chunks, shape)
     record.legacy = is_legacy
+    problem = blob_problem(shape, record.count)
+    if problem:
+        raise CaffeError(f"{r.source}: corrupt caffemodel: {r.context}: {problem}")
     return record
+
+
+def _check_text(message, source, what):
+    problem = text_problem(message, what)
+    if problem:
+        raise CaffeError(f"{source}: corrupt caffemodel: {problem}")
+
 
 
 def _int32(value):
@@ -345,7 +357,3 @@ def _merge_chunks(r, chunks, shape):
     array = np.concatenate(parts) if len(parts) > 1 else np.array(parts[0])
     return BlobRecord(shape, False, array.dtype, -1, array.size, array)
 
-
-# ----------------------------------------------------------------------------------------------
-# Writing
-# ----------------------------------------------------------------------------------------------

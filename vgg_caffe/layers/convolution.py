@@ -19,8 +19,9 @@ class Convolution(Layer):
 
     def setup(self):
         p = self.param.convolution_param
-        if not p.HasField("num_output"):
-            raise self.error("convolution_param.num_output is required")
+        if p.num_output < 1:  # Caffe: CHECK_GT(num_output_, 0)
+            raise self.error("convolution_param.num_output is required and must be positive"
+                             + (f", got {p.num_output}" if p.HasField("num_output") else ""))
         if len(self.bottom_shapes[0]) != 4:
             raise self.error(f"expects a 4-d bottom (N, C, H, W), got shape {self.bottom_shapes[0]}; Caffe's "
                              "N-d convolution is not supported")

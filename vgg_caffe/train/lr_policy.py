@@ -55,6 +55,24 @@ class LrSchedule:
                 raise CaffeError(f"{where}: stepvalue must increase, got {values}")
         if self.policy == "plateau" and p.plateau_patience < 1:
             raise CaffeError(f"{where}: plateau_patience must be >= 1, got {p.plateau_patience}")
+        if self.policy == "plateau" and self._defines_nets() and not (self._test_nets() and p.test_interval > 0):
+            # Without a test pass the policy never hears of the metric: the rate would never drop.
+            raise CaffeError(
+                f"{where}: lr_policy 'plateau' lowers the rate when test output '{p.plateau_metric}' stops "
+                f"improving, but this solver runs no test pass ({self._test_nets()} test net(s), test_interval "
+                f"{p.test_interval}); give test_iter and test_interval > 0 (with net / net_param, or test_net), "
+                "or choose another lr_policy (step, multistep, ...)")
+
+    def _defines_nets(self):
+        """Whether the parameter is a whole solver (it names its train net), not a bare schedule."""
+        return any(self.param.HasField(f) for f in ("net", "net_param", "train_net", "train_net_param"))
+
+    def _test_nets(self):
+        """How many test nets the solver builds (Caffe's InitTestNets count)."""
+        p = self.param
+        specific = len(p.test_net) + len(p.test_net_param)
+        generic = p.HasField("net") or p.HasField("net_param")
+        return specific + (max(len(p.test_iter) - specific, 0) if generic else 0)
 
     def rate(self, it):
         """The learning rate at 0-based iteration `it` (advances multistep's position like Caffe)."""

@@ -2,8 +2,9 @@
 
 A snapshot is two files named PREFIX_iter_N: the weights, PREFIX_iter_N.caffemodel, and the solver
 state, PREFIX_iter_N.solverstate (a SolverState: iter, learned_net = the weights' path, the lr
-policy's position and one momentum history blob per learnable blob); snapshot_format: HDF5 appends
-".h5" to both and writes Caffe's HDF5 layouts. Net.save and solverstate.write go through
+policy's position and the solver's history: one blob per learnable blob for SGD, Nesterov, AdaGrad
+and RMSProp, 2N for AdaDelta and Adam, the first N then the second N, as Caffe stores them);
+snapshot_format: HDF5 appends ".h5" to both and writes Caffe's HDF5 layouts. Net.save and solverstate.write go through
 vgg_caffe.fileio, so a kill during a write leaves the previous snapshot intact.
 
 The prefix follows Caffe's UpgradeSnapshotPrefixProperty; restoring reads the weights from
@@ -17,18 +18,29 @@ import torch
 
 from ..io import solverstate
 from ..errors import CaffeError
+from ..fileio import check_writable
 from ..proto import pb
 
 
 def snapshot_prefix(param, source):
     """Caffe's UpgradeSnapshotPrefixProperty: unset -> the solver file's path without its
-    extension; a directory -> that directory / the solver file's stem."""
+    extension; a directory -> that directory / the solver file's stem.
+
+    Beyond Caffe, the prefix is checked here, at start-up, when the run will snapshot: a prefix
+    under a regular file or in a folder that takes no new files is an error now, not after the
+    training that the first snapshot would have saved."""
     stem = os.path.splitext(source)[0] if source != "<solver>" else "snapshot"
     if not param.snapshot_prefix:
-        return stem
-    prefix = param.snapshot_prefix
-    if os.path.isdir(prefix) or prefix.endswith(os.sep):
-        return os.path.join(prefix, os.path.basename(stem))
+        prefix = stem
+    else:
+        prefix = param.snapshot_prefix
+        if os.path.isdir(prefix) or prefix.endswith(os.sep):
+            prefix = os.path.join(prefix, os.path.basename(stem))
+    if param.snapshot > 0 or param.snapshot_after_train:
+        try:
+            check_writable(snapshot_filename(prefix, 0, ".caffemodel"), "snapshots")
+        except CaffeError as e:
+            raise CaffeError(f"{source}: snapshot_prefix '{param.snapshot_prefix or prefix}': {e}") from None
     return prefix
 
 
@@ -58,7 +70,9 @@ def restore(path, net, schedule, history, learnable):
     state, saved_history = solverstate.read(path)
     if len(saved_history) != len(history):
         raise CaffeError(f"{path}: incorrect length of history blobs: the file has {len(saved_history)}, "
-                         f"the solver keeps {len(history)} ({len(learnable)} learnable blobs)")
+                         f"the solver keeps {len(history)} ({len(learnable)} learnable blobs; SGD, "
+                         "Nesterov, AdaGrad and RMSProp keep one history blob per learnable blob, AdaDelta "
+                         "and Adam two: was the state written by another solver type?)")
     for k, (have, saved) in enumerate(zip(history, saved_history)):
         if tuple(have.shape) != tuple(saved.shape):
             layer, i, _, _ = learnable[k % len(learnable)]  # AdaDelta, Adam: a second block of N
