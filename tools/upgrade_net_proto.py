@@ -18,6 +18,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from vgg_caffe.errors import run_cli  # noqa: E402
+from vgg_caffe.io.checks import check_stored_blobs  # noqa: E402
 from vgg_caffe.proto import (BINARY_SUFFIXES, TEXT_SUFFIXES, is_text_file, needs_upgrade, pb,  # noqa: E402
                              read_message, upgrade_net, write_message)
 
@@ -25,6 +26,7 @@ from vgg_caffe.proto import (BINARY_SUFFIXES, TEXT_SUFFIXES, is_text_file, needs
 def upgrade_file(src, dst):
     """Upgrade `src` into `dst`; returns (upgraded?, wrote binary?)."""
     net = read_message(src, pb.NetParameter)
+    check_stored_blobs(net, src)   # damaged blobs are named, not copied through
     changed = needs_upgrade(net)
     out = upgrade_net(net, source=src)
     lower = os.fspath(dst).lower()

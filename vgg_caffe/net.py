@@ -76,15 +76,7 @@ def load_net_param(model):
     model = os.fspath(model)
     if "\n" in model or "{" in model:
         return upgrade_net(parse_text(model, pb.NetParameter(), "<string>")), "<string>"
-    from .io.checks import check_stored_blobs
-    from .machine import check_text_size
-    from .proto import is_text_file, read_message
-
-    if os.path.isfile(model) and is_text_file(model):
-        check_text_size(model)     # a huge prototxt fails at once, not after minutes of parsing
-    net = read_message(model, pb.NetParameter)  # read_net, with the stored blobs checked before the upgrade
-    check_stored_blobs(net, model)
-    return upgrade_net(net, source=model), model
+    return read_net(model), model   # size limit and stored-blob checks included
 
 
 def check_state_args(extra, level, stages):
@@ -110,7 +102,10 @@ def _fills_on_host(blob):
 def module_name(layer_name):
     """A valid attribute name for a Caffe layer name ("conv1/3x3" -> "conv1_3x3")."""
     name = re.sub(r"\W", "_", layer_name)
-    return name if name and not name[0].isdigit() else "_" + name
+    # A name that is empty, starts with a digit or is an attribute of nn.ModuleDict ("train",
+    # "double", "keys") would clash or be invalid as a submodule name.
+    clash = not name or name[0].isdigit() or hasattr(nn.ModuleDict, name)
+    return "_" + name if clash else name
 
 
 class Net(nn.Module):
@@ -254,7 +249,7 @@ class Net(nn.Module):
                 available.append(t)
             self._note_loss_weights(cls, lp)
 
-        self.output_names = list(available)
+        self.output_names = sorted(available)   # Caffe keeps its outputs in a std::set: by name
         self.sample_window = None
         graph.output({t: nodes[t] for t in nodes})
         self.graph_module = fx.GraphModule(self.layers, graph, class_name="CaffeNet")
@@ -381,6 +376,7 @@ class Net(nn.Module):
             tops = layer.reshape([shapes[b] for b in lp.bottom])
             layer.bottom_shapes = [shapes[b] for b in lp.bottom]
             layer.top_shapes = [tuple(int(d) for d in s) for s in tops]
+            layer.check_tops()   # a bigger input may need more memory than there is: refused by layer
             for t, s in zip(lp.top, layer.top_shapes):
                 shapes[t] = s
         self.blob_shapes = OrderedDict(shapes)

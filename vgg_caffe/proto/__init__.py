@@ -219,8 +219,18 @@ def write_message(path, message, binary=None):
 # ----------------------------------------------------------------------------------------------
 
 def read_net(path):
-    """Read a net (prototxt or binary caffemodel, any format Caffe upgrades) in the current format."""
+    """Read a net (prototxt or binary caffemodel, any format Caffe upgrades) in the current format.
+
+    Every reader of nets comes through here: a prototxt over the size limit is refused before it is
+    read, and blobs stored in the file (a caffemodel used as the model) are checked before the
+    upgrade, so Net, info, time, draw_net, the solver and the tools name the same problems."""
+    from ..io.checks import check_stored_blobs
+    from ..machine import check_text_size
+
+    if os.path.isfile(path) and is_text_file(path):
+        check_text_size(path)   # a huge prototxt fails at once, not after minutes of parsing
     net = read_message(path, pb.NetParameter)
+    check_stored_blobs(net, path)
     return upgrade_net(net, source=path)
 
 
