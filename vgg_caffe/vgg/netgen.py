@@ -36,89 +36,14 @@ import json
 import math
 import os
 from collections import OrderedDict
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 
-from .configs import A_INIT_LAYERS, LRN, NAMES, get_config
+from .configs import LRN, NAMES, get_config
 from ..errors import CaffeError
 from ..fileio import atomic_write
 from ..proto import format_text, pb
-
-MEAN_BGR = (103.939, 116.779, 123.68)
-REGIMES = ("S256", "S384", "multiscale")
-# The paper's training scales (smallest image side S) at crop 224.
-PAPER_SCALES = {"S256": (256, 256), "S384": (384, 384), "multiscale": (256, 512)}
-# Which regime each one is initialised from (None: from scratch).
-INIT_FROM = {"S256": None, "S384": "S256", "multiscale": "S384"}
-DATA_MODULE, DATA_CLASS = "vgg_caffe.data.vgg_layer", "VGGData"
-
-
-@dataclass
-class Options:
-    """Everything a generated net or solver depends on besides the configuration.
-
-    The defaults are the paper's ImageNet setting; small values give a small VGG on the same path.
-    """
-    width_div: int = 1                  # every conv and FC-4096 width divided by this
-    crop: int = 224                     # training crop and deploy input size
-    num_classes: int = 1000
-    train_source: str = "data/ilsvrc12_train_lmdb"
-    test_source: str = "data/ilsvrc12_val_lmdb"
-    batch_size: int = 256               # the global batch (the paper's 256)
-    test_batch_size: int = 50
-    deploy_batch: int = 10
-    mean_value: tuple = MEAN_BGR
-    color_shift: float = 0.1            # std of the PCA colour shift (AlexNet's)
-    mirror: bool = True
-    scales: dict = None                 # regime -> (S_min, S_max); None: the paper's times crop/224
-    filler: str = "gaussian"            # "gaussian" (std 0.01) or "xavier" (Glorot, the paper's note)
-    snapshot_dir: str = "snapshots"
-    # Solver settings (the paper's unless given).
-    base_lr: float = 0.01
-    finetune_lr: float = 0.001          # S384 and multi-scale regimes
-    momentum: float = 0.9
-    weight_decay: float = 0.0005
-    max_iter: int = 370000              # 74 epochs of 1.28M images at batch 256
-    test_iter: int = 1000               # 50,000 validation images / 50
-    test_interval: int = 5000           # about one epoch
-    display: int = 20
-    snapshot: int = 10000
-    plateau_patience: int = 2           # tests without improvement before the rate drops 10x
-    plateau_max_drops: int = 3          # the paper lowered the rate three times
-    solver_mode: str = "GPU"
-    random_seed: int = 1
-    extra_solver: dict = field(default_factory=dict)   # any further SolverParameter fields
-
-    def __post_init__(self):
-        for name in ("width_div", "crop", "num_classes", "batch_size", "test_batch_size", "deploy_batch"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise CaffeError(f"netgen option {name} must be a positive integer, got {value!r}")
-        if self.filler not in ("gaussian", "xavier"):
-            raise CaffeError(f"netgen option filler must be 'gaussian' or 'xavier', got {self.filler!r}")
-        if self.solver_mode not in ("CPU", "GPU"):
-            raise CaffeError(f"netgen option solver_mode must be CPU or GPU, got {self.solver_mode!r}")
-        scales = {r: tuple(int(round(s * self.crop / 224)) for s in PAPER_SCALES[r]) for r in REGIMES}
-        scales.update({r: tuple(int(v) for v in s) for r, s in (self.scales or {}).items()})
-        for regime, (lo, hi) in scales.items():
-            if regime not in REGIMES:
-                raise CaffeError(f"netgen: unknown regime '{regime}'; regimes: {', '.join(REGIMES)}")
-            if not self.crop <= lo <= hi:
-                raise CaffeError(f"netgen: regime {regime} scale range [{lo}, {hi}] must satisfy "
-                                 f"crop ({self.crop}) <= S_min <= S_max")
-        self.scales = scales
-
-    def width(self, w):
-        return max(1, w // self.width_div)
-
-    def non_defaults(self):
-        default = Options()
-        return [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
-                if getattr(self, f.name) != getattr(default, f.name)]
-
-
-# ----------------------------------------------------------------------------------------------
-# Layers
-# ----------------------------------------------------------------------------------------------
+from .options import DATA_CLASS, DATA_MODULE, INIT_FROM, MEAN_BGR, PAPER_SCALES, REGIMES, Options  # noqa: F401
+from .solvers import _set_field, final_weights, solver  # noqa: F401
 
 def _layer(net, name, type_, bottom=(), top=(), phase=None):
     layer = net.layer.add(name=name, type=type_)
@@ -266,79 +191,12 @@ def deploy_net(config, opts=None, dense=False):
     return net
 
 
-def solver(config, regime, net_path, opts=None):
-    """(SolverParameter, comment lines) of one regime for the net at `net_path`."""
-    cfg, opts = get_config(config), opts or Options()
-    s = pb.SolverParameter()
-    s.net = net_path
-    s.test_iter.append(opts.test_iter)
-    s.test_interval = opts.test_interval
-    s.base_lr = opts.base_lr if INIT_FROM[regime] is None else opts.finetune_lr
-    s.display = opts.display
-    s.max_iter = opts.max_iter
-    s.lr_policy = "plateau"
-    s.plateau_metric = "accuracy"
-    s.plateau_patience = opts.plateau_patience
-    s.plateau_max_drops = opts.plateau_max_drops
-    s.gamma = 0.1
-    s.momentum = opts.momentum
-    s.weight_decay = opts.weight_decay
-    s.snapshot = opts.snapshot
-    s.snapshot_prefix = _prefix(opts, cfg.name, regime)
-    s.solver_mode = pb.SolverParameter.SolverMode.Value(opts.solver_mode)
-    s.random_seed = opts.random_seed
-    lo, hi = opts.scales[regime]
-    scale = f"S = {lo}" if lo == hi else f"S jittered in [{lo}, {hi}]"
-    comments = [f"VGG configuration {cfg.name} ({cfg.weight_layers} weight layers), regime {regime}: "
-                f"training scale {scale}, batch {opts.batch_size} (set by the net's data layer)."]
-    source = INIT_FROM[regime]
-    if source is not None:
-        s.weights.append(final_weights(opts, cfg.name, source))
-        comments.append(f"Initialised from the {source} run's final weights ({s.weights[0]}); "
-                        f"base_lr {s.base_lr:g} as in the paper's fine-tuning.")
-        comments.append("Other weights: python -m vgg_caffe.solve {solver} --weights OTHER.caffemodel")
-    elif cfg.name not in ("A", "A-LRN"):
-        comments.append("The paper initialises the first four convolutional layers and the three "
-                        "fully-connected layers from net A (the rest at random):")
-        comments.append(f"  python -m vgg_caffe.solve {{solver}} --weights "
-                        f"{final_weights(opts, 'A', 'S256')} --init-layers {','.join(A_INIT_LAYERS)}")
-        comments.append("(or, as the paper notes, train from scratch with Glorot initialisation: "
-                        "netgen --filler xavier)")
-    else:
-        comments.append("Trained from random initialisation.")
-    for key, value in opts.extra_solver.items():
-        _set_field(s, key, value)
-    return s, comments
-
-
-def final_weights(opts, config, regime):
-    """The weights a finished run leaves: Caffe snapshots after the last iteration as
-    PREFIX_iter_<max_iter>.caffemodel (snapshot_after_train), whatever the rate schedule did."""
-    max_iter = opts.extra_solver.get("max_iter", opts.max_iter)
-    return f"{_prefix(opts, config, regime)}_iter_{max_iter}.caffemodel"
-
-
-def _prefix(opts, config, regime):
-    return os.path.join(opts.snapshot_dir, f"{config}_{regime}") if opts.snapshot_dir else f"{config}_{regime}"
-
-
-def _set_field(message, key, value):
-    desc = message.DESCRIPTOR.fields_by_name.get(key)
-    if desc is None:
-        raise CaffeError(f"netgen: SolverParameter has no field '{key}'; fields: "
-                         + ", ".join(sorted(message.DESCRIPTOR.fields_by_name)))
-    if desc.is_repeated:
-        message.ClearField(key)
-        getattr(message, key).extend(value if isinstance(value, (list, tuple)) else [value])
-    elif desc.enum_type is not None and isinstance(value, str):
-        setattr(message, key, desc.enum_type.values_by_name[value].number)
-    else:
-        setattr(message, key, value)
-
-
 # ----------------------------------------------------------------------------------------------
 # Files
 # ----------------------------------------------------------------------------------------------
+
+from .solvers import solver  # noqa: E402  (solvers builds on Options above)
+
 
 def _with_comments(comments, message):
     return "".join(f"# {line}\n" for line in comments) + format_text(message)
