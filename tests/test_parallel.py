@@ -252,9 +252,34 @@ def test_gpu_scaling_benchmark_dry_run(tmp_path, monkeypatch):
     out = tmp_path / "gpu_scaling.json"
     assert gpu_scaling.main(["--dry-run", "--iters", "2", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
-    rows = {r["workers"]: r for r in result["rows"]}
-    assert sorted(rows) == [1, 2] and result["dry_run"]
-    assert rows[2]["per_worker_batch"] * 2 == rows[2]["global_batch"] == rows[1]["global_batch"]
-    for r in rows.values():
-        assert r["images_per_s"] > 0
-        assert abs(r["scaling_efficiency"] - r["images_per_s"] / (r["workers"] * rows[1]["images_per_s"])) < 1e-9
+    assert result["dry_run"] and result["precision"] == "fp32" and result["compile"] == "eager"
+    for kind in ("real data layer", "synthetic (upper bound)"):   # Solver.step on both inputs
+        rows = {r["workers"]: r for r in result["rows"] if r["input"] == kind}
+        assert sorted(rows) == [1, 2]
+        assert rows[2]["per_worker_batch"] * 2 == rows[2]["global_batch"] == rows[1]["global_batch"]
+        for r in rows.values():
+            assert r["images_per_s"] > 0
+            assert abs(r["scaling_efficiency"] - r["images_per_s"] / (r["workers"] * rows[1]["images_per_s"])) < 1e-9
+            flops = r["images_per_s"] * result["model_flops_per_image"] / r["workers"]
+            assert abs(r["model_tflops_per_s"] - flops / 1e12) < 1e-12
+    # 6 x the forward multiply-adds of one 32x32 image of VGG-A at widths/16 (conv and fc layers).
+    assert result["model_flops_per_image"] == 6 * _vgg_macs("A", 32, 16, 10)
+
+
+def _vgg_macs(config, crop, div, classes):
+    """Forward multiply-adds of one image of configuration A, written out from Table 1: 3x3
+    convolutions (pad 1) at the stage's resolution, halved by each max-pool, then fc6/fc7/fc8
+    on the (crop/32)^2 map."""
+    assert config == "A"
+    stages = [[64], [128], [256, 256], [512, 512], [512, 512]]
+    macs, c, side = 0, 3, crop
+    for widths in stages:
+        for w in widths:
+            macs += side * side * (w // div) * c * 9
+            c = w // div
+        side //= 2
+    k = c * side * side
+    for n in (4096 // div, 4096 // div, classes):
+        macs += k * n
+        k = n
+    return macs

@@ -8,6 +8,8 @@ force_gray. The top shape comes from the first record: (batch, C, crop or H, cro
 floats. ImageData (image_data_layer.cpp): the same from a "path label" list file, images read from
 root_folder + path, resized to new_height x new_width when both are set, colour unless
 is_color: false, the list reshuffled every epoch when shuffle is set.
+Like Caffe's BasePrefetchingDataLayer, a GPU run prefetches batches (both phases) into pinned
+memory (vgg_caffe.data.loader, configured by vgg_caffe.train.devices).
 Randomness comes from vgg_caffe.rng keyed by (seed, iteration, sample index), never from a
 process-local generator; `seed` defaults to 0 and the solver may set `layer.seed` (before the
 first batch).
@@ -151,7 +153,10 @@ class CaffeDataLayer(Layer):
         self.out_shape = (c, crop or h, crop or w)
         self.sampler = CaffeSampler(self.records, self.batch_size, self.phase == "TRAIN", crop, mirror,
                                     mean, float(scale), self.mode, self.seed, self.type)
-        self.loader = BatchLoader(self.sampler, self.batch_size, 0, 0)
+        # Workers "auto": decoded in this process on a CPU; the solver gives a GPU run worker
+        # processes, pinned batches and Caffe's prefetch queue (DataParameter.prefetch, default 4).
+        prefetch = int(bp.prefetch) if hasattr(bp, "prefetch") else 4
+        self.loader = BatchLoader(self.sampler, self.batch_size, None, prefetch)
 
     def reshape(self, bottom_shapes):
         shapes = [(self.batch_size,) + self.out_shape, (self.batch_size,)]

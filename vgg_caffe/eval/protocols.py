@@ -18,9 +18,12 @@ Caffe's input convention (BGR, 0..255, minus the mean pixel):
 Several scales average the posteriors over Q; several models (--model/--weights repeated) are
 fused by averaging their posteriors. The "scores" are the input of the net's final Softmax layer
 (its "prob"), or the net's output when it has no Softmax; we apply the soft-max ourselves.
+The rescaling and cropping of the next chunk of images runs on a background thread while the
+nets process the current one (evaluate()).
 Top-k error counts an image wrong when k or more other classes score at least as high as the true
 one (Caffe's Accuracy layer: ties count against the prediction).
 """
+import concurrent.futures
 import os
 from collections import OrderedDict
 
@@ -157,14 +160,20 @@ class Model:
         if q < max(self.crop):
             raise CaffeError(f"test scale Q={q} is smaller than the model's input {self.crop[0]}x{self.crop[1]}")
 
-    def posteriors(self, images, protocols, scales, grid=5, flip=True):
-        """{protocol: (len(images), classes) posteriors averaged over scales} for a chunk of images."""
+    def inputs(self, images, q):
+        """The chunk's net inputs at scale Q: rescaled, minus the mean, CHW float32."""
+        self.check_scale(q)
+        return [to_input(rescale(img, q), self.mean) for img in images]
+
+    def posteriors(self, images, protocols, scales, grid=5, flip=True, prepared=None):
+        """{protocol: (len(images), classes) posteriors averaged over scales} for a chunk of images.
+        prepared: {(Q, mean): inputs} made ahead (evaluate's background thread), else made here."""
         out = {}
         need_dense = any(p in ("dense", "multi-crop+dense") for p in protocols)
         need_crops = any(p in ("multi-crop", "multi-crop+dense") for p in protocols)
         for q in scales:
-            self.check_scale(q)
-            inputs = [to_input(rescale(img, q), self.mean) for img in images]
+            key = (q, tuple(self.mean))
+            inputs = prepared[key] if prepared and key in prepared else self.inputs(images, q)
             found = {}
             if "single" in protocols:
                 found["single"] = self.crop_posteriors(inputs, 1, False)
@@ -193,24 +202,27 @@ def evaluate(models, images, count, protocols, scales, grid=5, flip=True, chunk=
     results = {}
     labels = []
     bar = progress_bar(count, progress, desc="evaluate", unit="img")
-    pending = []
 
-    def flush():
+    def run(pending, prepared):
         for i, (model, _) in enumerate(models):
-            post = model.posteriors([img for img, _ in pending], protocols, scales[i], grid, flip)
+            post = model.posteriors([img for img, _ in pending], protocols, scales[i], grid, flip, prepared)
             for p, v in post.items():
                 classes.add(v.shape[1])
                 results.setdefault((i, p), []).append(v)
         labels.extend(label for _, label in pending)
         bar.update(len(pending))
-        pending.clear()
 
-    for _, img, label in images:
-        pending.append((img, label))
-        if len(pending) >= chunk:
-            flush()
-    if pending:
-        flush()
+    # A background thread reads, decodes and rescales chunk k+1 (OpenCV and the reader release
+    # the GIL) while the nets run on chunk k; the image iterator is only ever touched there.
+    chunks = _chunks(images, chunk)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="evaluate-prepare") as pool:
+        ahead = pool.submit(_prepare_next, chunks, models, scales)
+        while True:
+            ready = ahead.result()
+            if ready is None:
+                break
+            ahead = pool.submit(_prepare_next, chunks, models, scales)
+            run(*ready)
     bar.close()
     if not labels:
         raise CaffeError("the data source holds no images")
@@ -232,6 +244,33 @@ def evaluate(models, images, count, protocols, scales, grid=5, flip=True, chunk=
             names = "+".join(m.name for m, _ in models)
             rows.append(_row(f"fusion({names})", p, None, all_q, fused, labels))
     return rows, np.asarray(labels), posts
+
+
+def _chunks(images, size):
+    """Lists of (image, label), `size` at a time, from (key, image, label) records."""
+    pending = []
+    for _, img, label in images:
+        pending.append((img, label))
+        if len(pending) >= size:
+            yield pending
+            pending = []
+    if pending:
+        yield pending
+
+
+def _prepare_next(chunks, models, scales):
+    """The next chunk and its inputs for every (Q, mean) the models need; None at the end."""
+    pending = next(chunks, None)
+    if pending is None:
+        return None
+    images = [img for img, _ in pending]
+    prepared = {}
+    for i, (model, _) in enumerate(models):
+        for q in scales[i]:
+            key = (q, tuple(model.mean))
+            if key not in prepared:
+                prepared[key] = model.inputs(images, q)
+    return pending, prepared
 
 
 def _row(name, protocol, train_scale, scales, posteriors, labels):

@@ -5,6 +5,12 @@ generator. When the net has a SampleWindow (Net.set_sample_window), the mask is 
 whole global batch (window.total rows) from a generator keyed by (seed, iteration, layer name),
 and this process keeps rows [start, stop): one process and N processes splitting a batch drop
 exactly the same units, so data-parallel training reproduces single-process training.
+
+The keyed generator lives on the input's device and the mask is drawn there: no host work and no
+copy per layer (drawing the global batch's mask costs the GPU microseconds, where drawing it on the
+CPU and copying took 3 ms per layer at 256 rows). CPU and CUDA generators are different streams
+(CUDA's is Philox), so a GPU run drops other units than a CPU run with the same seed; runs on
+one device type, with any number of processes, agree exactly.
 """
 import torch
 import torch.nn.functional as F
@@ -40,13 +46,13 @@ class Dropout(Layer):
 
     @torch.jit.unused
     def _window_mask(self, x):
-        """mask / (1 - p) for this process's rows of the global batch."""
+        """mask / (1 - p) for this process's rows of the global batch, drawn on x's device."""
         w = self.sample_window
         total = w.total if w.total is not None else w.stop
         stop = w.stop if w.stop is not None else total
         if stop - w.start != x.shape[0] or not 0 <= w.start <= stop <= total:
             raise self.error(f"sample window [{w.start}, {stop}) of {total} does not match a batch of "
                              f"{x.shape[0]}")
-        gen = rng.torch_generator(w.seed, w.iteration, self.name)
-        keep = torch.rand((total,) + tuple(x.shape[1:]), generator=gen)[w.start:stop] >= self.ratio
-        return keep.to(device=x.device, dtype=x.dtype) / (1.0 - self.ratio)
+        gen = rng.torch_generator(w.seed, w.iteration, self.name, device=x.device)
+        u = torch.rand((total,) + tuple(x.shape[1:]), generator=gen, device=x.device)[w.start:stop]
+        return (u >= self.ratio).to(x.dtype) * (1.0 / (1.0 - self.ratio))

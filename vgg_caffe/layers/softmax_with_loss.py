@@ -122,4 +122,8 @@ class SoftmaxWithLoss(Layer):
 
     @torch.jit.unused
     def _check_labels(self, target, valid, classes):
+        # On a GPU the check would wait for the device; the solver checks the host labels before
+        # the copy and marks the layer (vgg_caffe.train.devices.check_labels).
+        if target.device.type != "cpu" and getattr(self, "labels_checked_on_host", False):
+            return
         check_label_range(self, target, valid, classes)

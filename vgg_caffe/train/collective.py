@@ -8,10 +8,13 @@ step: worker r of W computes samples [r*B/W, (r+1)*B/W) of the global batch B.
 import dataclasses
 import datetime
 import json
+import os
 import re
 import secrets
+
 import torch
 import torch.distributed as dist
+
 from ..errors import CaffeError
 
 DEFAULT_WORKER_TIMEOUT = 600.0  # seconds; long enough for rank 0 to write a VGG-16 snapshot
@@ -81,7 +84,7 @@ def _scale_param_str(layer, factor):
                   lambda m: m.group(1) + str(int(m.group(2)) * factor), text)
 
 
-def make_allreduce(group=None, bucket_bytes=DEFAULT_BUCKET_BYTES, before=None):
+def make_allreduce(group=None, bucket_bytes=DEFAULT_BUCKET_BYTES, before=None, progress=None):
     """A function averaging a list of tensors in place across the processes of `group`.
 
     Tensors are packed into a few flat buffers (one per device and dtype, split at
@@ -89,13 +92,24 @@ def make_allreduce(group=None, bucket_bytes=DEFAULT_BUCKET_BYTES, before=None):
     overlap on the wire, then divided by the world size and copied back: Caffe's "sum the
     diffs, divide by the number of solvers". `before(call_index)` runs first on each call
     (failure-test hooks). With one process it only runs the hook.
+    allreduce.overlapped(params, ...) is a GradientReducer (vgg_caffe.train.overlap) over the same
+    group: the gradients all-reduced from hooks during backward. `progress` (a Progress) records
+    each call and each reducer's finish, so a collective that times out names the rank(s) that
+    never reached it.
     """
     world = dist.get_world_size(group) if dist.is_initialized() else 1
     calls = [0]
 
+    def lost(e, what):
+        behind = progress.behind_text() if progress is not None else ""
+        return PeerLost(f"rank {dist.get_rank(group)}: {what} failed; {behind or 'another worker died or stopped responding'}: "
+                        f"{_first_line(e)}")
+
     def allreduce(tensors):
         if before is not None:
             before(calls[0])
+        if progress is not None and world > 1:
+            progress.enter()
         calls[0] += 1
         tensors = [t for t in tensors if t is not None]
         if world == 1 or not tensors:
@@ -114,12 +128,83 @@ def make_allreduce(group=None, bucket_bytes=DEFAULT_BUCKET_BYTES, before=None):
                     pieces = flat.split([t.numel() for t in bucket])
                     torch._foreach_copy_(bucket, [p.view_as(t) for p, t in zip(pieces, bucket)])
         except (RuntimeError, dist.DistError) as e:  # a lost or hung peer surfaces here
-            raise PeerLost(f"rank {dist.get_rank(group)}: all-reduce number {calls[0] - 1} failed; "
-                           f"another worker died or stopped responding: {_first_line(e)}") from e
+            raise lost(e, f"all-reduce number {calls[0] - 1}") from e
         return tensors
 
+    def overlapped(params, **options):
+        from .overlap import GradientReducer
+
+        class Reducer(GradientReducer):
+            def finish(self):
+                if progress is not None:
+                    progress.enter()
+                try:
+                    return super().finish()
+                except (RuntimeError, dist.DistError) as e:
+                    raise lost(e, "the iteration's gradient all-reduce") from e
+
+        def launch(flat):
+            try:
+                return dist.all_reduce(flat, group=group, async_op=True)
+            except (RuntimeError, dist.DistError) as e:
+                raise lost(e, "launching a gradient all-reduce") from e
+
+        return Reducer(params, world, launch, **options)
+
     allreduce.world_size = world
+    allreduce.overlapped = overlapped if world > 1 else None
     return allreduce
+
+
+class Progress:
+    """How many collective phases each rank has entered, kept in a key-value store that every rank
+    (and the launcher) reaches. Ranks enter the same phases in the same order, so when one times
+    out the ranks with the lowest count are those that never arrived: the lost ones, rather than
+    the healthy ranks that waited for them."""
+
+    PREFIX = "vgg_caffe/entered/"
+
+    def __init__(self, store, rank, world_size):
+        self.store, self.rank, self.world_size = store, rank, world_size
+        self.count = 0
+
+    def enter(self):
+        self.count += 1
+        self.store.set(f"{self.PREFIX}{self.rank}", str(self.count))
+
+    def behind(self):
+        """(ranks that did not reach the phase the others did, that phase's number), or ([], None)."""
+        try:
+            counts = read_counts(self.store, self.world_size)
+        except (RuntimeError, dist.DistError):  # the store went too: nothing to say
+            return [], None
+        return laggards(counts)
+
+    def behind_text(self):
+        ranks, phase = self.behind()
+        if not ranks:
+            return ""
+        return (f"rank(s) {', '.join(map(str, ranks))} did not reach collective #{phase} "
+                "(died or stopped responding)")
+
+
+def read_counts(store, world_size):
+    """{rank: phases entered} from a Progress store (0 for a rank that entered none)."""
+    counts = {}
+    for r in range(world_size):
+        key = f"{Progress.PREFIX}{r}"
+        counts[r] = int(store.get(key)) if store.check([key]) else 0
+    return counts
+
+
+def laggards(counts):
+    """The ranks behind the others and the phase they did not reach: ([ranks], phase) or ([], None)."""
+    if not counts:
+        return [], None
+    low, high = min(counts.values()), max(counts.values())
+    if low == high:
+        return [], None
+    return sorted(r for r, c in counts.items() if c == low), low + 1
 
 
 def _buckets(tensors, bucket_bytes):
@@ -173,7 +258,8 @@ class Worker:
     timeout: float = DEFAULT_WORKER_TIMEOUT
     caffe_multi_gpu: bool = False
     seed: int = None       # the random_seed every worker agrees on (None until agreed)
-    threads: int = None    # torch intra-op threads for CPU workers (None: leave torch's choice)
+    threads: int = None    # torch intra-op threads (None: leave torch's choice)
+    progress_addr: tuple = None   # (host, port) of the launcher's Progress store (None: the group's)
 
     def solver_kwargs(self, allreduce):
         """Keyword arguments for solve.train(args, **kwargs) (see the module docstring)."""
@@ -189,6 +275,10 @@ def init_process_group(worker, init_method):
                   world_size=worker.world_size, timeout=datetime.timedelta(seconds=worker.timeout))
     if worker.backend == "nccl":
         kwargs["device_id"] = torch.device(worker.device)
+        # A collective that times out raises in wait() (a PeerLost naming the lost rank) instead of
+        # NCCL's watchdog aborting the healthy ranks with SIGABRT; the launcher still reads a
+        # signal 6 right when a user turns this off (vgg_caffe.train.workers).
+        os.environ.setdefault("TORCH_NCCL_BLOCKING_WAIT", "1")
     try:
         dist.init_process_group(**kwargs)
     except (RuntimeError, ValueError, dist.DistError) as e:

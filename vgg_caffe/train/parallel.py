@@ -18,31 +18,63 @@ Launching:
   --cpu-workers N        N CPU processes, gloo (the scheme runs and is tested without GPUs)
   torchrun ...           RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT from the
                          environment, any number of nodes; NCCL when CUDA is there, else gloo
+                         (a LOCAL_RANK beyond the visible GPUs uses cuda:0 when the launcher shows each
+                         worker one GPU); SIGTERM (preemption) snapshots and stops, as SIGINT
 A worker that dies or hangs brings the job down with a message naming it: the process group
 has a timeout (--worker-timeout), so a collective waiting on a lost peer fails instead of
 blocking, and the launcher's watchdog stops the other workers as soon as one exits non-zero.
+Every rank records how many collectives it has entered in a key-value store (the launcher's
+TCPStore, or torchrun's), so the report names the rank(s) that never arrived rather than the
+healthy ones that waited for them. NCCL runs with TORCH_NCCL_BLOCKING_WAIT=1, so its timeout
+raises in the waiting rank too; a healthy rank that NCCL's watchdog aborted instead (signal 6,
+where a user turned blocking wait off) is reported as having lost its peers.
 
 The solver side of the contract (vgg_caffe.solve / vgg_caffe.train.solver):
   solve.main parses its flags plus add_arguments(parser); when requested(args) it returns
   run(args, train) where `train` is a module-level function (it must pickle for spawn) called
   in every worker as train(args, **worker_kwargs) with rank, world_size, allreduce, device,
   seed (the random_seed all workers agree on, or None = the solver's) and batch_scale (W under
-  --caffe-multi-gpu, else 1). The Solver computes the slice with sample_slice, calls
-  allreduce(list of grad tensors) before the update, and only rank 0 logs and snapshots.
+  --caffe-multi-gpu, else 1). The Solver computes the slice with sample_slice, averages the
+  gradients with allreduce.overlapped(params) (bucketed all-reduces launched from gradient hooks
+  during the last backward of an iteration, vgg_caffe.train.overlap; allreduce(list of tensors)
+  where a caller's allreduce has no `overlapped`), and only rank 0 logs and snapshots.
 """
+import datetime
 import os
 import shutil
 import tempfile
 import time
+import warnings
 
 import torch
+import torch.distributed as dist
 
 from ..errors import CaffeError
-from .collective import DEFAULT_WORKER_TIMEOUT  # noqa: F401
-from .collective import (DEFAULT_BUCKET_BYTES, PeerLost, Worker, _buckets, agreed_seed,  # noqa: F401
-                         init_process_group, make_allreduce, sample_slice, scale_batch_size)
-from .workers import (DIE_ENV, HANG_ENV, RANK_ENV, _failure_report, _forward_signals, _spawned,  # noqa: F401
-                      _stop, _work)
+from .collective import (
+    DEFAULT_BUCKET_BYTES,
+    DEFAULT_WORKER_TIMEOUT,
+    PeerLost,
+    Progress,
+    Worker,
+    _buckets,
+    agreed_seed,
+    init_process_group,
+    make_allreduce,
+    read_counts,
+    sample_slice,
+    scale_batch_size,
+)
+from .workers import (
+    ABORT_ENV,
+    DIE_ENV,
+    HANG_ENV,
+    RANK_ENV,
+    _failure_report,
+    _forward_signals,
+    _spawned,
+    _stop,
+    _work,
+)
 
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -135,6 +167,9 @@ def run(args, train_fn):
         raise CaffeError("under torchrun, leave out --gpus/--cpu-workers: torchrun starts the workers")
     if getattr(args, "gpus", None) is not None:
         gpus = parse_gpus(args.gpus)
+        if getattr(args, "device", None):
+            warnings.warn(f"--device {args.device} is ignored with --gpus {args.gpus}: worker r runs on "
+                          "the r-th GPU listed", stacklevel=2)
         threads = _threads_per_worker(len(gpus))
         workers = [Worker(r, len(gpus), r, f"cuda:{g}", "nccl", timeout, caffe_semantics, threads=threads)
                    for r, g in enumerate(gpus)]
@@ -159,10 +194,38 @@ def _run_torchrun(args, train_fn, env, timeout, caffe_semantics):
     local = env["LOCAL_RANK"]
     wants_cpu = str(getattr(args, "device", None) or "").startswith("cpu")
     if torch.cuda.is_available() and not wants_cpu:
-        worker = Worker(env["RANK"], env["WORLD_SIZE"], local, f"cuda:{local}", "nccl", timeout, caffe_semantics)
+        device = local_cuda_device(local, env["RANK"])
+        worker = Worker(env["RANK"], env["WORLD_SIZE"], local, device, "nccl", timeout, caffe_semantics)
     else:
         worker = Worker(env["RANK"], env["WORLD_SIZE"], local, "cpu", "gloo", timeout, caffe_semantics)
     return _work(worker, "env://", train_fn, args)
+
+
+def local_cuda_device(local_rank, rank=None):
+    """The GPU of a torchrun worker: cuda:LOCAL_RANK, or cuda:0 when the launcher gave each task
+    one GPU (LOCAL_RANK beyond the visible GPUs and exactly one visible, as Slurm's per-task
+    binding does, which sets CUDA_VISIBLE_DEVICES per task); a CaffeError otherwise, instead of
+    CUDA's "invalid device ordinal" or NCCL's duplicate-GPU failure."""
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if 0 <= local_rank < count:
+        return f"cuda:{local_rank}"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    # One GPU each: the launcher set CUDA_VISIBLE_DEVICES per task. Without it, every local
+    # worker sees the same GPU, and NCCL refuses two ranks on one device.
+    if count == 1 and visible is not None:
+        return "cuda:0"
+    shown = f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else " (CUDA_VISIBLE_DEVICES unset)"
+    who = f"rank {rank}: " if rank is not None else ""
+    raise CaffeError(f"{who}LOCAL_RANK={local_rank} but this process sees {count} GPU(s){shown}: start at "
+                     f"most {count} worker(s) per node (torchrun --nproc-per-node {count}), or give each "
+                     "worker exactly one GPU")
+
+
+def sigterm_snapshots(world_size):
+    """Whether SIGTERM should act as SIGINT (snapshot and stop) in this training process: alone,
+    or as a torchrun worker (clusters preempt with SIGTERM, which torchrun passes on). Workers
+    this launcher spawned get SIGINT for the user's SIGTERM, and SIGTERM only to stop now."""
+    return world_size == 1 or torchrun_environment() is not None
 
 
 def launch(train_fn, args, workers, poll=0.05, grace=5.0):
@@ -180,9 +243,12 @@ def launch(train_fn, args, workers, poll=0.05, grace=5.0):
     rundir = tempfile.mkdtemp(prefix="vgg_caffe_dist_")
     init_method = "file://" + os.path.join(rundir, "store")
     procs = []
+    progress = _progress_store()
     restore = _forward_signals(procs)
     try:
         for w in workers:
+            if progress is not None:
+                w.progress_addr = ("127.0.0.1", progress.port)
             p = ctx.Process(target=_spawned, args=(w, init_method, train_fn, args, rundir, os.getpid()),
                             name=f"vgg_caffe-rank{w.rank}", daemon=False)
             p.start()
@@ -198,13 +264,33 @@ def launch(train_fn, args, workers, poll=0.05, grace=5.0):
                 if all(c is not None for c in codes) or time.monotonic() - failed_at > grace:
                     break
             time.sleep(poll)
+        counts = _counts(progress, len(workers))
         stopped = {workers[i].rank for i in _stop(procs)}
-        raise CaffeError(_failure_report(workers, procs, stopped, rundir))
+        raise CaffeError(_failure_report(workers, procs, stopped, rundir, counts))
     except BaseException:
         _stop(procs)
         raise
     finally:
         restore()
         shutil.rmtree(rundir, ignore_errors=True)
+
+
+def _progress_store():
+    """A TCPStore on a free loopback port where the workers record the collectives they enter
+    (collective.Progress); None where one cannot be opened (the report then says less)."""
+    try:
+        return dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False,
+                             timeout=datetime.timedelta(seconds=30))
+    except (RuntimeError, ValueError, dist.DistError):
+        return None
+
+
+def _counts(store, world_size):
+    if store is None:
+        return None
+    try:
+        return read_counts(store, world_size)
+    except (RuntimeError, dist.DistError):
+        return None
 
 

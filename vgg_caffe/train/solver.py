@@ -21,9 +21,12 @@ rule per solver type, snapshot.py writes and restores snapshots, log.py prints C
 Beyond Caffe: a non-finite loss or gradient stops training with a CaffeError naming the iteration,
 after a snapshot of the weights before the bad update; the "plateau" lr policy (lr_policy.py);
 and data parallelism hooks: rank / world_size / allreduce (vgg_caffe.train.parallel). Each process
-computes samples [rank*B/W, (rank+1)*B/W) of the global batch B, `allreduce(tensors)` averages
-the gradients (and a few statistics) in place before the update, and only rank 0 logs and
-snapshots. The data for forward pass k (= iteration * iter_size + sub-batch) is
+computes samples [rank*B/W, (rank+1)*B/W) of the global batch B; the gradients are averaged by
+allreduce.overlapped's GradientReducer, its buckets all-reduced from gradient hooks during the
+iteration's last backward (vgg_caffe.train.overlap), else by `allreduce(tensors)` after it, and a
+few statistics with them; only rank 0 logs and snapshots. Devices (vgg_caffe.train.devices): the
+nets move there still sharing blobs, inputs are label-checked on the host and copied without
+waiting, and each iteration synchronises with the device once (the summary the host reads). The data for forward pass k (= iteration * iter_size + sub-batch) is
 layer.batch(k, start, stop), and net.set_sample_window(SampleWindow(seed, k, start, stop, B))
 keys dropout, so 1 process and W processes train the same trajectory.
 """
@@ -35,9 +38,11 @@ import torch
 
 from . import snapshot as snapshots
 from ..errors import CaffeError
+from .divergence import saturation_loss
 from .lr_policy import LrSchedule
-from ..proto import pb, read_solver, upgrade_solver
+from ..proto import read_solver, upgrade_solver
 from ..rng import SampleWindow
+from . import devices
 from .nets import SolverNets, resolve_path
 from .testing import NONE, SNAPSHOT, STOP, SolverTesting  # noqa: F401  (re-exported for solve.py)
 from .updates import UpdateRule, known_rules, rule_class
@@ -77,7 +82,7 @@ class Solver(SolverNets, SolverTesting):
 
     def __init__(self, param, rank=0, world_size=1, allreduce=None, device=None, seed=None,
                  batch_scale=1, log=None, train_feed=None, test_feeds=None, source=None, action=None,
-                 init_layers=None):
+                 init_layers=None, deterministic=False, precision=None):
         if isinstance(param, (str, os.PathLike)):
             source = source or os.fspath(param)
             param = read_solver(param)
@@ -92,7 +97,7 @@ class Solver(SolverNets, SolverTesting):
         self.type = solver_type(param, self.source)
         self._check_param()
         self.seed = self._choose_seed(seed)
-        self.device = self._choose_device(device)
+        self.device = devices.choose_device(device, param, self.source, self.log)
         self.schedule = LrSchedule(param, self.source)
         self.iter = 0
         self.requested_early_exit = False
@@ -103,14 +108,13 @@ class Solver(SolverNets, SolverTesting):
         self._check_batch_split()                  # before any weights are read or a test runs
         for path in param.weights:
             self.load_weights(path, init_layers)
-        self.net.to(self.device)
-        for tn in self.test_nets:
-            tn.to(self.device)
+        self._place(precision, deterministic)
         for layer in self._data_layers():
             if hasattr(layer, "seed"):   # Caffe seeds everything from random_seed
                 layer.seed = self.seed
         self._init_update()
         self.losses, self.smoothed_loss = [], 0.0
+        self.saturation_loss = saturation_loss(self.net)   # a finite loss that means divergence
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -134,35 +138,35 @@ class Solver(SolverNets, SolverTesting):
             return int(self.param.random_seed)
         return int.from_bytes(os.urandom(4), "little")
 
-    def _choose_device(self, device):
-        if device is not None:
-            device = torch.device(device)
-            if device.type == "cuda" and not torch.cuda.is_available():
-                raise CaffeError("--device cuda: no CUDA device is available")
-            return device
-        if self.param.solver_mode == pb.SolverParameter.GPU:
-            if torch.cuda.is_available():
-                if self.param.device_id >= torch.cuda.device_count():
-                    raise CaffeError(f"{self.source}: device_id {self.param.device_id} but CUDA sees "
-                                     f"{torch.cuda.device_count()} GPU(s)")
-                return torch.device("cuda", self.param.device_id)
-            self.log.info("solver_mode is GPU but no CUDA device is available: running on the CPU")
-        return torch.device("cpu")
+    def _place(self, precision, deterministic):
+        """Move the nets to the device, still sharing their blobs; cuDNN and the data layers set
+        up for it (vgg_caffe.train.devices)."""
+        devices.place(self.net, self.test_nets, self.device, self.param, self.world_size, self.log,
+                      precision, deterministic)
 
     def _init_update(self):
         """The learnable blobs, their history, and the groups the update runs over (vgg_caffe.train.updates);
-        the lists are shared, so solver.params / solver.history are the update's own."""
+        the lists are shared, so solver.params / solver.history are the update's own. In a parallel
+        job the gradients are averaged by a GradientReducer overlapping backward where the
+        allreduce offers one (allreduce.overlapped)."""
         self.rule = rule_class(self.type, self.source)(self.net.learnable(), self.param, self.source)
         u = self.rule
         self.learnable, self.params, self.history = u.learnable, u.params, u.history
         self.groups, self.updated = u.groups, u.updated
+        self.reducer = None
+        overlapped = getattr(self.allreduce, "overlapped", None)
+        if self.world_size > 1 and overlapped is not None and self.updated:
+            self.reducer = overlapped([self.params[k] for k in self.updated])
 
     def _data_layers(self):
         for net in [self.net] + self.test_nets:
             yield from net.data_layers
 
     def close(self):
-        """Stop the data layers' prefetch workers, if any."""
+        """Stop the data layers' prefetch workers, if any, and remove the gradient hooks."""
+        if getattr(self, "reducer", None) is not None:
+            self.reducer.close()
+            self.reducer = None
         for layer in self._data_layers():
             if hasattr(layer, "close"):
                 layer.close()
@@ -223,24 +227,34 @@ class Solver(SolverNets, SolverTesting):
                     break
             display = p.display and self.iter % p.display == 0
             loss_sum, outputs = None, None
+            if self.reducer is not None:
+                self.reducer.prepare()
             for k in range(p.iter_size):
+                if self.reducer is not None:   # the all-reduce runs during the last sub-batch's backward
+                    self.reducer.arm(k == p.iter_size - 1)
                 loss, outputs = self._forward_train(self.iter * p.iter_size + k, backward=True)
                 loss_sum = loss if loss_sum is None else loss_sum + loss
-            grads = self._grads()
-            # One all-reduce carries the gradients and the statistics every rank must agree on:
-            # the loss, whether anyone asked to stop or snapshot, and the displayed outputs.
+            grads = self.reducer.finish() if self.reducer is not None else self._grads()
+            # The statistics every rank must agree on, averaged with the gradients (or after the
+            # reducer's buckets): the loss, whether anyone asked to stop or snapshot, and the
+            # displayed outputs. The flags are written on the device (no host-to-device copy).
             request = self.action()
-            head = [loss_sum.reshape(1) / p.iter_size,
-                    torch.tensor([request == STOP, request == SNAPSHOT], dtype=loss_sum.dtype, device=loss_sum.device)]
+            flags = torch.zeros(2, dtype=loss_sum.dtype, device=loss_sum.device)
+            if request in (STOP, SNAPSHOT):
+                flags[0 if request == STOP else 1] = 1
+            head = [loss_sum.reshape(1) / p.iter_size, flags]
             if display:
                 head.append(torch.cat([v.detach().reshape(-1).to(loss_sum.dtype) for v in outputs.values()]))
             stats = torch.cat(head)
-            self._average(grads + [stats])
+            self._average([stats] if self.reducer is not None else grads + [stats])
             norm = self._global_norm(grads, stats.device)
-            summary = torch.cat([stats[:3], norm.reshape(1).to(stats.dtype)]).tolist()
-            loss, stop_req, snap_req, grad_norm = summary
+            # The iteration's one host synchronisation: everything the host needs, in one copy.
+            summary = torch.cat([stats[:3], norm.reshape(1).to(stats.dtype), stats[3:]]).tolist()
+            loss, stop_req, snap_req, grad_norm = summary[:4]
             if not (math.isfinite(loss) and math.isfinite(grad_norm)):
                 self._diverged(loss, grad_norm)
+            if self.saturation_loss is not None and loss >= self.saturation_loss:
+                self._diverged(loss, grad_norm, saturated=True)
             self._update_smoothed_loss(loss, start_iter)
             if display:
                 now = time.perf_counter()
@@ -249,7 +263,7 @@ class Solver(SolverNets, SolverTesting):
                 self.log.info(f"Iteration {self.iter} ({fmt(per_s)} iter/s, {fmt(lapse)}s/{p.display} iters), "
                               f"loss = {fmt(self.smoothed_loss)}")
                 timer, last_iter = now, self.iter
-                self._log_outputs("Train", self.net, outputs, stats[3:].tolist())
+                self._log_outputs("Train", self.net, outputs, summary[4:])
             rate = self.schedule.rate(self.iter)
             if display:
                 self.log.info(f"Iteration {self.iter}, lr = {fmt(rate)}")
@@ -281,15 +295,19 @@ class Solver(SolverNets, SolverTesting):
         """The inputs of forward pass `index` for this process's slice: from `feed`, else from the
         net's data layers (layer.batch(index, start, stop))."""
         if feed is not None:
-            return dict(feed(index, window.start, window.stop))
-        inputs = {}
-        for layer in net.data_layers:
-            tops = list(layer.param.top)
-            if not hasattr(layer, "batch"):
-                raise CaffeError(f"{net.source}: layer '{layer.name}' ({layer.type}) has no data source; the "
-                                 f"solver cannot train a net whose input '{tops[0]}' is fed by hand (use a data layer)")
-            for t, v in zip(tops, layer.batch(index, window.start, window.stop)):
-                inputs[t] = v
+            inputs = dict(feed(index, window.start, window.stop))
+        else:
+            inputs = {}
+            for layer in net.data_layers:
+                tops = list(layer.param.top)
+                if not hasattr(layer, "batch"):
+                    raise CaffeError(f"{net.source}: layer '{layer.name}' ({layer.type}) has no data source; the "
+                                     f"solver cannot train a net whose input '{tops[0]}' is fed by hand (use a data layer)")
+                for t, v in zip(tops, layer.batch(index, window.start, window.stop)):
+                    inputs[t] = v
+        if self.device.type != "cpu":   # check labels on the host tensors, then copy without waiting
+            devices.check_labels(net, inputs)
+            inputs = {t: devices.to_device(v, self.device) for t, v in inputs.items()}
         return inputs
 
     def _forward_train(self, index, backward):
@@ -336,9 +354,12 @@ class Solver(SolverNets, SolverTesting):
             self.smoothed_loss += (loss - self.losses[idx]) / n
             self.losses[idx] = loss
 
-    def _diverged(self, loss, grad_norm):
-        what = "loss" if not math.isfinite(loss) else "gradient"
-        value = loss if not math.isfinite(loss) else grad_norm
+    def _diverged(self, loss, grad_norm, saturated=False):
+        what = "loss" if not math.isfinite(loss) or saturated else "gradient"
+        value = loss if not math.isfinite(loss) or saturated else grad_norm
+        if saturated:  # see vgg_caffe.train.divergence
+            value = (f"{value:.6g}, -log(FLT_MIN) for every sample: the softmax gave each label a probability "
+                     "below FLT_MIN (the logits ran off)")
         self.log.error(f"Iteration {self.iter}: the {what} is {value}; stopping before the update")
         written = self.snapshot()
         where = f"; the weights before this update are in {written[0]}" if written else ""

@@ -1,20 +1,33 @@
 """Worker processes of a parallel run: spawning them, forwarding signals, watching for a dead or
 hung peer and reporting it by rank, and the test hooks that make a worker die or hang on purpose.
 """
+import datetime
 import json
 import os
 import signal
 import sys
 import time
+
 import torch
 import torch.distributed as dist
+
 from ..errors import CaffeError
-from .collective import PeerLost, _first_line, agreed_seed, init_process_group, make_allreduce
+from .collective import (
+    PeerLost,
+    Progress,
+    _first_line,
+    agreed_seed,
+    init_process_group,
+    laggards,
+    make_allreduce,
+)
 
 # Test hooks (read in the worker): make rank VGG_CAFFE_TEST_RANK (default 1) exit with status 3,
 # or sleep forever, just before its Nth all-reduce (0-based) in this run: the solver makes one per
 # iteration (gradients and statistics together), plus one per test pass.
 DIE_ENV, HANG_ENV, RANK_ENV = "VGG_CAFFE_TEST_DIE_AT_ITER", "VGG_CAFFE_TEST_HANG_AT_ITER", "VGG_CAFFE_TEST_RANK"
+# And: a rank that loses its peers aborts (SIGABRT, no status) as NCCL's watchdog makes it do.
+ABORT_ENV = "VGG_CAFFE_TEST_ABORT_ON_PEER_LOSS"
 _DIE_STATUS = 3
 
 
@@ -58,7 +71,12 @@ def _stop(procs, wait=5.0):
     return stopped
 
 
-def _failure_report(workers, procs, stopped, rundir):
+def _failure_report(workers, procs, stopped, rundir, counts=None):
+    """The launcher's message: who failed first, who only lost its peers. `counts` ({rank: phases
+    entered}, from the Progress store) names the ranks that never reached the collective the
+    others waited in; a rank killed by SIGABRT while ahead of them is a healthy one that NCCL's
+    watchdog aborted after the timeout, not a culprit."""
+    behind, phase = laggards(counts or {})
     statuses = {}
     for w in workers:
         try:
@@ -74,17 +92,21 @@ def _failure_report(workers, procs, stopped, rundir):
         code = p.exitcode
         how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
         if st is None:
-            if code != 0:
+            if code == -signal.SIGABRT and behind and w.rank not in behind:
+                secondary.append(f"rank {w.rank} lost its peers: aborted (signal 6, NCCL's watchdog) waiting "
+                                 f"in collective #{phase}")
+            elif code != 0:
                 primary.append(f"rank {w.rank} died ({how}) without reporting an error")
         elif st.get("peer_lost"):
             secondary.append(f"rank {w.rank} lost its peers: {st['error']}")
         elif code != 0:
             primary.append(f"rank {w.rank} failed ({how}): {st.get('error', '?')}")
     if not primary:  # only peer losses: the culprit is a worker that hung and had to be stopped
-        hung = [w.rank for w, p in zip(workers, procs) if w.rank in stopped]
+        hung = behind or [w.rank for w, p in zip(workers, procs) if w.rank in stopped]
+        where = f"did not reach collective #{phase}; " if behind else ""
         if hung:
             primary.append("rank(s) " + ", ".join(map(str, hung)) + " stopped responding "
-                           f"(no progress within --worker-timeout {workers[0].timeout:g}s)")
+                           f"({where}no progress within --worker-timeout {workers[0].timeout:g}s)")
     elif stopped:
         secondary.append("stopped after the failure: rank(s) " + ", ".join(map(str, sorted(stopped))))
     if len(primary) > 1 and len({p.split(": ", 1)[-1] for p in primary}) == 1 and len(primary) == len(workers):
@@ -105,6 +127,8 @@ def _spawned(worker, init_method, train_fn, args, rundir, launcher_pid):
     try:
         _work(worker, init_method, train_fn, args)
     except PeerLost as e:  # the launcher's report carries the message (once, with the others')
+        if os.environ.get(ABORT_ENV):   # test hook: die as NCCL's watchdog kills a waiting rank
+            os.abort()
         _write_status(status_path, str(e), peer_lost=True)
         sys.exit(2)
     except CaffeError as e:
@@ -156,12 +180,30 @@ def _work(worker, init_method, train_fn, args):
     init_process_group(worker, init_method)
     try:
         worker.seed = _job_seed(args, worker)
-        allreduce = make_allreduce(before=_test_hook(worker.rank))
+        allreduce = make_allreduce(before=_test_hook(worker.rank), progress=_progress(worker))
         result = train_fn(args, **worker.solver_kwargs(allreduce))
         return result
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _progress(worker):
+    """The Progress record of this worker: in the launcher's store, or under torchrun in the
+    group's own store (a TCPStore: a value set per collective overwrites in memory)."""
+    try:
+        if worker.progress_addr is not None:
+            host, port = worker.progress_addr
+            store = dist.TCPStore(host, port, is_master=False, timeout=datetime.timedelta(seconds=60))
+            store.set_timeout(datetime.timedelta(seconds=10))
+        else:   # the group's store keeps its own timeout: Progress reads only keys that exist
+            from torch.distributed import distributed_c10d
+            store = distributed_c10d._get_default_store()
+            if isinstance(store, dist.FileStore):   # would grow by a record per collective
+                return None
+        return Progress(store, worker.rank, worker.world_size)
+    except (RuntimeError, ValueError, AttributeError, dist.DistError):
+        return None   # no store: the report then says less, training is unaffected
 
 
 def _job_seed(args, worker):
@@ -189,6 +231,7 @@ def _test_hook(rank):
             os._exit(_DIE_STATUS)
         if hang is not None and call == int(hang):
             print(f"rank {rank}: {HANG_ENV}={hang}: hanging", file=sys.stderr, flush=True)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)   # a launcher's SIGTERM ends the hung rank
             while True:
                 time.sleep(3600)
     return hook
