@@ -159,7 +159,7 @@ def main(argv=None):
         train_source=train_db, test_source=val_db, batch_size=32, test_batch_size=test_batch,
         scale=train_scale, filler="xavier", snapshot_dir=os.path.join(out, "snapshots"), solver_mode="CPU",
         max_iter=iters, test_iter=val_count // test_batch, test_interval=max(10, iters // 4),
-        display=10, snapshot=0, base_lr=0.01, plateau_patience=2,
+        display=10, snapshot=0, base_lr=0.005, plateau_patience=2,
         extra_solver={"test_initialization": False})
 
     step(f"training: {iters} iterations of Caffe's SGD (log: train.log)")

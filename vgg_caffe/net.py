@@ -147,6 +147,9 @@ class Net(nn.Module):
         # channels-last (NHWC memory, NCHW shapes; parameters keep Caffe's layout).
         self.channels_last = speed.check_layout(channels_last)
         self.precision, self.torch_compile = precision, torch_compile
+        # None: net.blobs holds every blob after a pass (pycaffe); a list of names: only those,
+        # the outputs and the losses, the others freed as soon as the pass is done with them.
+        self.keep_blobs = None
         # As Caffe's Net::Init: learnable blobs start from the layers' fillers (seeded by `seed`,
         # else torch's global generator), or from blobs embedded in the net definition (a
         # .caffemodel given as the model). Filling is skipped when weights files are given.

@@ -10,6 +10,12 @@ with three additions that real ImageNet files need:
     one level too bright on every channel, Pillow inverts it exactly. Pillow is also the fallback
     for anything OpenCV cannot read.
 Arrays are always 3-D (H, W, C) with C = 3 (BGR) or 1 (grey).
+
+Speed option (off unless asked): `decode(..., reduce=f)` decodes a JPEG at 1/f of its size
+(f = 2, 4 or 8: libjpeg's DCT-domain scaling, OpenCV's IMREAD_REDUCED_*), ceil(H/f) x ceil(W/f)
+pixels, each close to the mean of an f x f block: several times less work when the image is then
+shrunk anyway. The pixels differ from a full decode followed by a resize (a pixel-level
+difference, see vgg_caffe.data.transforms); other formats and CMYK JPEGs decode at full size.
 """
 import io
 import re
@@ -19,6 +25,10 @@ import numpy as np
 
 COLOR, GRAY, NATIVE = "color", "gray", "native"
 _CV_FLAGS = {COLOR: cv2.IMREAD_COLOR, GRAY: cv2.IMREAD_GRAYSCALE, NATIVE: cv2.IMREAD_ANYCOLOR}
+_CV_REDUCED = {(COLOR, 2): cv2.IMREAD_REDUCED_COLOR_2, (COLOR, 4): cv2.IMREAD_REDUCED_COLOR_4,
+               (COLOR, 8): cv2.IMREAD_REDUCED_COLOR_8, (GRAY, 2): cv2.IMREAD_REDUCED_GRAYSCALE_2,
+               (GRAY, 4): cv2.IMREAD_REDUCED_GRAYSCALE_4, (GRAY, 8): cv2.IMREAD_REDUCED_GRAYSCALE_8}
+REDUCTIONS = (8, 4, 2)
 
 
 class DecodeError(Exception):
@@ -44,6 +54,12 @@ def sniff(data):
 
 def jpeg_components(data):
     """Number of colour components in the JPEG's frame header (SOFn), or None if not found."""
+    frame = jpeg_frame(data)
+    return frame[0] if frame else None
+
+
+def jpeg_frame(data):
+    """(components, height, width) from the JPEG's frame header (SOFn), or None if not found."""
     i, n = 2, len(data)
     while i + 4 <= n:
         if data[i] != 0xFF:
@@ -57,7 +73,9 @@ def jpeg_components(data):
             continue
         length = int.from_bytes(data[i + 2:i + 4], "big")
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return data[i + 9] if i + 9 < n else None
+            if i + 9 >= n:
+                return None
+            return data[i + 9], int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")
         if marker == 0xDA:
             return None
         i += 2 + length
@@ -66,12 +84,17 @@ def jpeg_components(data):
 
 def jpeg_truncated(data):
     """True when the last scan (SOS) is not followed by an end-of-image marker."""
+    if data.endswith(b"\xff\xd9"):  # the usual case, without scanning the whole file twice
+        return False
     return data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
 
 
-def decode(data, mode=COLOR):
+def decode(data, mode=COLOR, reduce=1):
     """Decode image bytes to an (H, W, C) uint8 array: BGR for COLOR, 1 channel for GRAY,
-    whichever the file has for NATIVE. Raises DecodeError with a reason."""
+    whichever the file has for NATIVE. Raises DecodeError with a reason.
+
+    reduce (2, 4 or 8; COLOR and GRAY only): a JPEG decodes at reduced_size(H, W, reduce);
+    anything else at full size (the caller compares the shape to see which it got)."""
     if not data:
         raise DecodeError("empty file")
     kind = sniff(data)
@@ -80,7 +103,10 @@ def decode(data, mode=COLOR):
             raise DecodeError("truncated JPEG (no end-of-image marker after the last scan)")
         if jpeg_components(data) == 4:
             return _decode_pillow(data, mode, "CMYK JPEG")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), _CV_FLAGS[mode])
+    flag = _CV_FLAGS[mode]
+    if reduce != 1 and kind == "jpeg":
+        flag = _CV_REDUCED.get((mode, reduce), flag)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     if img is None or img.size == 0:
         return _decode_pillow(data, mode, f"{kind} data OpenCV cannot decode")
     return img if img.ndim == 3 else img[:, :, None]
@@ -173,6 +199,20 @@ def min_side_size(height, width, side):
     if height <= width:
         return side, max(1, int(round(width * side / height)))
     return max(1, int(round(height * side / width))), side
+
+
+def reduced_size(height, width, factor):
+    """The size libjpeg decodes an H x W JPEG to at 1/factor: (ceil(H/f), ceil(W/f))."""
+    return -(-height // factor), -(-width // factor)
+
+
+def reduction(height, width, side, allowed=REDUCTIONS):
+    """The largest JPEG reduction f in `allowed` with side * f <= min(H, W): the target scale is at
+    most 1/f of the stored image, so the reduced image is only ever shrunk further; 1 if none."""
+    for f in allowed:
+        if side * f <= min(height, width):
+            return f
+    return 1
 
 
 def rescale_min_side(img, side):

@@ -15,7 +15,21 @@ uniformly in [S_min, S_max] for scale jitter), take a random 224x224 crop, flip 
 random, and shift the colours as AlexNet does (PCA lighting: add sum_i alpha_i lambda_i p_i to
 every RGB pixel, alpha_i ~ N(0, sigma)); the mean pixel is subtracted. In TEST: S = S_min, centre
 crop, no flip, no colour shift.
+
+Speed options of `vgg_crop` (off by default; bench/bench_data_speed.py measures them):
+  fast_resize  the crop is sampled straight from the decoded image by one bilinear warp
+               (cv2.warpAffine, replicated borders, the flip folded in), instead of resizing the
+               whole image to S and cropping: the same sample positions, ((x + 0.5) * W / w - 0.5
+               for output column x), but OpenCV's warp quantises them to 1/32 pixel where its
+               resize uses 1/2048, so pixels differ by rounding: a mean of about 0.15 grey levels
+               and at most a few levels at sharp edges (real photos, S in [256, 512]).
+  reduced      the image was decoded at 1/f of its stored size (vgg_caffe.data.image.decode,
+               reduce=f, chosen so that S * f <= the smaller stored side): the geometry (S,
+               crop offsets) is still computed on the stored size, and the pixels are libjpeg's
+               DCT-domain downscale followed by the bilinear one, a pixel-level difference from
+               decoding at full size (the block mean instead of bilinear samples: less aliasing).
 """
+import cv2
 import numpy as np
 
 from .. import rng
@@ -60,18 +74,51 @@ def color_shift_bgr(alpha):
     return rgb[::-1].copy()
 
 
+def color_shifts_bgr(alphas):
+    """color_shift_bgr of each row of an (N, 3) array of alphas, in one product: (N, 3) BGR."""
+    rgb = 255.0 * (np.asarray(alphas, np.float64) * EIGVAL) @ EIGVEC.T
+    return np.ascontiguousarray(rgb[:, ::-1])
+
+
 def vgg_sample(img, draws, crop, train):
     """(uint8 crop (3, crop, crop), BGR colour shift (3,)) of an (H, W, C) uint8 image."""
+    out = vgg_crop(img, draws, crop, train)
+    return np.ascontiguousarray(out.transpose(2, 0, 1)), color_shift_bgr(draws["alpha"])
+
+
+def vgg_crop(img, draws, crop, train, stored=None, reduced=1, fast_resize=False):
+    """The (crop, crop, 3) uint8 crop, flipped if drawn, of `img` rescaled to smallest side S.
+
+    stored, reduced: `img` is the decode at 1/reduced of an image stored at (H, W) = stored
+    (its size image.reduced_size(H, W, reduced)); S and the crop offsets are computed on the
+    stored size, so the same draws crop the same region whichever way the image was decoded.
+    """
     if img.shape[2] == 1:
         img = np.repeat(img, 3, axis=2)
-    img = image.rescale_min_side(img, draws["S"])
-    h, w = img.shape[:2]
+    height, width = stored or img.shape[:2]
+    h, w = image.min_side_size(height, width, draws["S"])
     y = crop_offset(h, crop, draws["uy"], train)
     x = crop_offset(w, crop, draws["ux"], train)
-    out = img[y:y + crop, x:x + crop]
-    if draws["flip"]:
-        out = out[:, ::-1]
-    return np.ascontiguousarray(out.transpose(2, 0, 1)), color_shift_bgr(draws["alpha"])
+    if fast_resize:
+        return _warp_crop(img, (height, width), reduced, (h, w), y, x, crop, draws["flip"])
+    out = image.resize(img, h, w)[y:y + crop, x:x + crop]
+    return np.ascontiguousarray(out[:, ::-1] if draws["flip"] else out)
+
+
+def _warp_crop(img, stored, f, size, y, x, crop, flip):
+    """Rows [y, y+crop) and columns [x, x+crop) of the stored image rescaled to `size`, sampled
+    from `img` (the stored image, or its decode reduced by f) by one bilinear warp."""
+    # Output pixel (i, j) sits at (y + i + 0.5) * H / h - 0.5 in stored pixels; in a decode
+    # reduced by f (one pixel per f x f block) stored pixel u is at (u + 0.5) / f - 0.5.
+    sy = stored[0] / size[0] / f
+    sx = stored[1] / size[1] / f
+    ty = (y + 0.5) * sy - 0.5
+    if flip:   # output column j is crop column crop - 1 - j
+        m = np.array([[-sx, 0.0, (x + crop - 0.5) * sx - 0.5], [0.0, sy, ty]])
+    else:
+        m = np.array([[sx, 0.0, (x + 0.5) * sx - 0.5], [0.0, sy, ty]])
+    return cv2.warpAffine(img, m, (crop, crop), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
 
 
 # -- Caffe -------------------------------------------------------------------------------------

@@ -15,13 +15,25 @@ Records are read in key order like Caffe's cursor (global sample g = iteration *
 wrapping around the DB; no shuffling: the converter shuffles). Tops: data (N, 3, crop, crop)
 float32 BGR and label (N,) float32.
 param_str keys: source, batch_size, scale, crop_size, mirror, color_shift, mean_value, and
-optionally seed (0), workers (0: decode in this process), prefetch (2 iterations ahead).
+optionally seed (0), workers ("auto": in this process on a CPU, the cores shared among the ranks
+on a GPU, set by the solver; 0: always in this process), prefetch (2 iterations ahead), and the
+speed options (false by default; their pixel-level differences are stated in transforms.py):
+reduced_decode (decode a JPEG at 1/2, 1/4 or 1/8 of its stored size when S is at most that
+fraction of its smaller side) and fast_resize (sample the crop by one bilinear warp instead of
+resizing the whole image).
+The batch is built with few copies: each sample is its HWC crop (as decoded), and the colour
+shift, the mean and the conversion to float happen in one pass per sample into an NHWC batch,
+handed on as an NCHW-shaped tensor in channels-last memory -- the layout Net feeds its
+convolutions (vgg_caffe.precision), so no transpose is made on either side.
 """
 import json
+import sys
 
+import cv2
 import numpy as np
 import torch
 
+from ..errors import CaffeError
 from ..layers.base import Layer
 from . import datum as datum_io
 from . import image, transforms
@@ -29,37 +41,89 @@ from .db import Reader
 from .loader import BatchLoader
 
 DEFAULTS = {"scale": [256, 256], "crop_size": 224, "mirror": True, "color_shift": 0.1,
-            "mean_value": [103.939, 116.779, 123.68], "seed": 0, "workers": 0, "prefetch": 2}
+            "mean_value": [103.939, 116.779, 123.68], "seed": 0, "workers": "auto", "prefetch": 2,
+            "reduced_decode": False, "fast_resize": False}
 REQUIRED = ("source", "batch_size")
 
 
-class VGGSampler:
-    """Sample j of the batch at an iteration -> (uint8 crop, BGR offset, label); picklable."""
+class BatchBuffers:
+    """float32 batch buffers, each reused once nothing made from it is alive any more (no tensor,
+    view or array: CPython's reference count says so), so that a batch does not cost fresh pages
+    (the page faults of a new 19 MB batch are about 5% of the layer's time)."""
 
-    def __init__(self, reader, batch_size, train, scale, crop, mirror, color_shift, mean, seed):
+    def __init__(self, keep=4):
+        self.keep, self.buffers = keep, []
+
+    def take(self, shape):
+        for i in range(len(self.buffers)):
+            # Two references when idle: the list's and getrefcount's argument.
+            if self.buffers[i].shape == shape and sys.getrefcount(self.buffers[i]) == 2:
+                return self.buffers[i]
+        buf = np.empty(shape, np.float32)
+        self.buffers = ([buf] + self.buffers)[:self.keep]
+        return buf
+
+
+class VGGSampler:
+    """Sample j of the batch at an iteration -> (uint8 HWC crop, colour-shift alphas, label);
+    collate turns samples into the batch. Picklable (worker processes)."""
+
+    def __init__(self, reader, batch_size, train, scale, crop, mirror, color_shift, mean, seed,
+                 reduced_decode=False, fast_resize=False):
         self.reader, self.batch_size, self.train = reader, batch_size, train
         self.scale, self.crop, self.mirror = scale, crop, mirror
         self.color_shift, self.mean, self.seed = color_shift, np.asarray(mean, np.float64), seed
+        self.reduced_decode, self.fast_resize = reduced_decode, fast_resize
+        self.buffers = BatchBuffers()
+
+    def __getstate__(self):  # worker processes get the settings, not the parent's buffers
+        state = dict(self.__dict__)
+        state["buffers"] = BatchBuffers()
+        return state
 
     def sample(self, iteration, j):
         key, value = self.reader.get(iteration * self.batch_size + j)
         where = f"{self.reader.path}: key {key.decode(errors='replace')}"
         d = datum_io.parse(value, where)
-        img = datum_io.to_image(d, image.COLOR, where)
-        if img.dtype != np.uint8:
-            img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
         draws = transforms.vgg_draws(self.seed, iteration, j, self.train, self.scale, self.mirror,
                                      self.color_shift)
-        crop, shift = transforms.vgg_sample(img, draws, self.crop, self.train)
-        return crop, (shift - self.mean).astype(np.float32), float(d.label)
+        img, stored, factor = self._image(d, draws["S"], where)
+        if img.dtype != np.uint8:
+            img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+        crop = transforms.vgg_crop(img, draws, self.crop, self.train, stored, factor, self.fast_resize)
+        return crop, draws["alpha"], float(d.label)
 
-    @staticmethod
-    def collate(samples):
-        # NumPy, single-threaded: torch's intra-op pool costs more than this small sum saves.
-        data = np.stack([s[0] for s in samples]).astype(np.float32)
-        data += np.stack([s[1] for s in samples])[:, :, None, None]
+    def _image(self, d, side, where):
+        """(decoded image, stored (H, W), reduction): reduced only when asked and S allows."""
+        if self.reduced_decode and d.encoded:
+            frame = image.jpeg_frame(d.data) if image.sniff(d.data) == "jpeg" else None
+            factor = image.reduction(frame[1], frame[2], side) if frame and frame[0] != 4 else 1
+            if factor > 1:
+                try:
+                    img = image.decode(d.data, image.COLOR, reduce=factor)
+                except image.DecodeError as e:
+                    raise CaffeError(f"{where}: encoded Datum does not decode ({e})") from None
+                if img.shape[:2] == image.reduced_size(frame[1], frame[2], factor):
+                    return img, frame[1:], factor
+                return img, None, 1  # the decoder gave the full size after all
+        return datum_io.to_image(d, image.COLOR, where), None, 1
+
+    def collate(self, samples):
+        # The colour shifts of the whole batch in one product; then one pass per sample: uint8
+        # HWC crop + (shift - mean) -> float32, written into an NHWC batch by OpenCV's vectorised
+        # add (5x NumPy's mixed-type add).
+        n = len(samples)
+        h, w, c = samples[0][0].shape if n else (0, 0, 3)
+        alphas = np.array([s[1] for s in samples], np.float64).reshape(n, 3)
+        shifts = (transforms.color_shifts_bgr(alphas) - self.mean).astype(np.float32)
+        data = self.buffers.take((n, h, w, c))
+        for k, ((crop, _, _), shift) in enumerate(zip(samples, shifts)):
+            out = cv2.add(crop, tuple(float(v) for v in shift) + (0.0,), dst=data[k], dtype=cv2.CV_32F)
+            if not np.shares_memory(out, data[k]):  # OpenCV allocated instead of writing in place
+                data[k] = out
         labels = np.array([s[2] for s in samples], np.float32)
-        return [torch.from_numpy(data), torch.from_numpy(labels)]
+        # NCHW shape, NHWC memory (channels-last): what Net feeds its convolutions.
+        return [torch.from_numpy(data).permute(0, 3, 1, 2), torch.from_numpy(labels)]
 
 
 class VGGData(Layer):
@@ -102,8 +166,9 @@ class VGGData(Layer):
             raise self.error(f"source: {e}") from None
         self.sampler = VGGSampler(reader, self.batch_size, self.phase == "TRAIN", scale, crop,
                                   bool(cfg["mirror"]), float(cfg["color_shift"]), cfg["mean_value"],
-                                  int(cfg["seed"]))
-        self.loader = BatchLoader(self.sampler, self.batch_size, int(cfg["workers"]), int(cfg["prefetch"]))
+                                  int(cfg["seed"]), bool(cfg["reduced_decode"]), bool(cfg["fast_resize"]))
+        self.loader = BatchLoader(self.sampler, self.batch_size,
+                                  None if cfg["workers"] == "auto" else int(cfg["workers"]), int(cfg["prefetch"]))
 
     def reshape(self, bottom_shapes):
         return [(self.batch_size, 3, self.crop, self.crop), (self.batch_size,)]

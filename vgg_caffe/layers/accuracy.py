@@ -17,6 +17,7 @@ from .softmax import canonical_axis
 @register
 class Accuracy(Layer):
     type = "Accuracy"
+    fp32_only = True  # compared in float32 under bf16 autocast (vgg_caffe.precision)
     bottoms = (2, 2)
     tops = (1, 2)
     __constants__ = ["axis", "top_k", "has_ignore", "ignore_label", "two_tops"]

@@ -26,6 +26,7 @@ from .base import Layer, register
 @register
 class BatchNorm(Layer):
     type = "BatchNorm"
+    fp32_only = True  # statistics in float32 under bf16 autocast (vgg_caffe.precision)
     in_place_ok = True
     __constants__ = ["channels", "use_global_stats", "maf", "eps"]
 

@@ -14,6 +14,7 @@ def canonical_axis(layer, axis, shape):
 @register
 class Softmax(Layer):
     type = "Softmax"
+    fp32_only = True  # probabilities in float32 under bf16 autocast (vgg_caffe.precision)
     __constants__ = ["axis"]
 
     def setup(self):

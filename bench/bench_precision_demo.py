@@ -1,0 +1,151 @@
+"""What bf16 does to results: the demo's error table and a trained net's top-1 on real photos.
+
+1. End to end: `python -m vgg_caffe.demo` (fp32, Caffe's arithmetic) and `python -m vgg_caffe.demo
+   --precision bf16` (trained and evaluated in bf16), each in its own process; the two error
+   tables row by row (top-1 / top-5 points). Training in bf16 follows another trajectory, so this
+   includes the divergence of two training runs, not only rounding.
+2. Evaluation only: the fp32-trained demo weights evaluated again in bf16 (vgg_caffe.evaluate's
+   protocols, same images): the table difference that is due to bf16 arithmetic alone.
+3. The trained net on real photos: top-1 agreement of bf16 with fp32 and the relative error of
+   the class scores (fc8) on every validation view (random boxes of the scikit-image photos) at
+   their centre crop and at the 5x5 grid of crops plus flips.
+Targets (issue 14): the table changes by at most 1 point; top-1 agrees on >= 99% of real photos.
+
+    python -m bench.bench_precision_demo [--quick] [--threads 1] [--keep DIR]
+
+Results: bench/results/precision_demo.json.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+from bench._report import result_path, write
+from vgg_caffe import eval as ev
+from vgg_caffe.errors import run_cli
+
+RESULTS = result_path("precision_demo")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_demo(out, precision, quick, threads):
+    cmd = [sys.executable, "-m", "vgg_caffe.demo", "--out", out, "--precision", precision,
+           "--threads", str(threads)] + (["--quick"] if quick else [])
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(os.path.join(out, "results.json")) as f:
+        return json.load(f)
+
+
+def table_diff(a, b):
+    """Per row (method, test scale): the two top-1/top-5 errors and their difference in points."""
+    rows, worst = [], 0.0
+    for ra, rb in zip(a, b):
+        assert (ra["method"], ra["test_scale"]) == (rb["method"], rb["test_scale"])
+        d1, d5 = rb["top1_error"] - ra["top1_error"], rb["top5_error"] - ra["top5_error"]
+        worst = max(worst, abs(float(d1)), abs(float(d5)))
+        rows.append({"method": ra["method"], "test_scale": ra["test_scale"], "fp32_top1": ra["top1_error"],
+                     "bf16_top1": rb["top1_error"], "fp32_top5": ra["top5_error"], "bf16_top5": rb["top5_error"],
+                     "delta_top1_points": round(d1, 4), "delta_top5_points": round(d5, 4)})
+    return {"rows": rows, "max_abs_delta_points": round(worst, 4), "images": a[0]["images"]}
+
+
+def evaluate_rows(out, precision):
+    """The demo's evaluation of its weights (the same protocols and scales), in `precision`."""
+    with open(os.path.join(out, "results.json")) as f:
+        fp32 = json.load(f)
+    model_path, weights = fp32["models"][0]["model"], fp32["models"][0]["weights"]
+    model = ev.Model(model_path, weights, "cpu", batch_size=100, name="A")
+    model.net.precision = precision
+    model.dense.precision = precision
+    rows = []
+    crop = model.crop[0]
+    train_scale = (crop, 2 * crop)
+    for protocols, scales in ((["single", "dense"], [ev.test_scales(train_scale, False, crop)[0]]),
+                              (["dense", "multi-crop", "multi-crop+dense"], ev.test_scales(train_scale, True, crop))):
+        count, images = ev.open_data([fp32["data"][0]])
+        found, _, _ = ev.evaluate([(model, train_scale)], images, count, protocols, [scales], progress=False)
+        rows += found
+    return rows, model
+
+
+def scores_agreement(model, data):
+    """Top-1 agreement and relative error of the class scores, bf16 against fp32, on every
+    validation image's centre crop and grid crops (5x5 plus flips) at Q = S_min."""
+    count, images = ev.open_data([data])
+    crop = model.crop[0]
+    inputs = []
+    for _, img, _ in images:
+        x = ev.protocols.to_input(ev.protocols.rescale(img, crop), model.mean)
+        inputs += ev.protocols.crops(x, model.crop, 1, False) + ev.protocols.crops(x, model.crop, 5, True)
+    batch = torch.from_numpy(np.ascontiguousarray(np.stack(inputs)))
+    scores = {}
+    with torch.no_grad():
+        for mode in ("fp32", "bf16"):
+            model.net.precision = mode
+            parts = []
+            for i in range(0, len(batch), 100):
+                model.net(**{model.input: batch[i:i + 100]})
+                parts.append(model.net.blobs[model.score].float().flatten(1))
+            scores[mode] = torch.cat(parts).double()
+    a, b = scores["fp32"], scores["bf16"]
+    agree = a.argmax(1) == b.argmax(1)
+    top2 = a.topk(2, dim=1).values
+    margin = (top2[:, 0] - top2[:, 1]) / a.abs().max(1).values   # fp32's lead over the runner-up
+    by_margin = {f">= {m:g}": {"fraction_of_crops": float((margin >= m).double().mean()),
+                               "top1_agreement": float(agree[margin >= m].double().mean())}
+                 for m in (0.01, 0.05) if bool((margin >= m).any())}
+    return {"crops": len(batch), "images": count, "score_blob": model.score,
+            "top1_agreement": float(agree.double().mean()),
+            "top1_agreement_by_fp32_margin_over_max_score": by_margin,
+            "scores_relative_l2_error": float((b - a).norm() / a.norm()),
+            "scores_max_error_over_max_abs": float((b - a).abs().max() / a.abs().max())}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="the demo's --quick run (a smoke test of this bench)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--keep", help="run the demos in this folder and keep them (default: a temporary one)")
+    ap.add_argument("--out", default=RESULTS)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    load_start = round(os.getloadavg()[0], 2)
+    work = args.keep or tempfile.mkdtemp(prefix="vgg_precision_demo_")
+    try:
+        fp32 = run_demo(os.path.join(work, "fp32"), "fp32", args.quick, args.threads)
+        bf16 = run_demo(os.path.join(work, "bf16"), "bf16", args.quick, args.threads)
+        end_to_end = table_diff(fp32["rows"], bf16["rows"])
+        rows32, model = evaluate_rows(os.path.join(work, "fp32"), "fp32")
+        rows16, _ = evaluate_rows(os.path.join(work, "fp32"), "bf16")
+        eval_only = table_diff(rows32, rows16)
+        same_as_demo = all(a["top1_error"] == b["top1_error"] and a["top5_error"] == b["top5_error"]
+                           for a, b in zip(rows32, fp32["rows"]))
+        agreement = scores_agreement(model, fp32["data"][0])
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    report = {
+        "bench": "precision_demo", "quick": args.quick, "threads": args.threads,
+        "load_average_1min_at_start": load_start,
+        "demo_end_to_end_bf16_vs_fp32": end_to_end,
+        "demo_eval_only_bf16_vs_fp32": eval_only,
+        "eval_only_fp32_rows_equal_the_demo_table": bool(same_as_demo),
+        "trained_net_bf16_vs_fp32_on_photos": agreement,
+        "targets": {"table_within_1_point_eval_only": bool(eval_only["max_abs_delta_points"] <= 1.0),
+                    "table_within_1_point_end_to_end": bool(end_to_end["max_abs_delta_points"] <= 1.0),
+                    "top1_agreement_at_least_99_percent": bool(agreement["top1_agreement"] >= 0.99)},
+        "note": "end to end includes two different training trajectories; eval only is the arithmetic alone",
+    }
+    write(args.out, report)
+    print(json.dumps(report, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,335 @@
+"""Speed options of a Net: numeric precision, activation memory layout, and torch.compile.
+
+Caffe computes in float32 and that stays the default, so results are Caffe's; the rest are
+options whose effect on the numbers is measured (bench/bench_precision.py) and stated here.
+
+precision: "fp32" (default), "tf32" or "bf16" (Net(..., precision=...), net.precision = ...,
+`--precision` on the command-line tools).
+  fp32  true float32 everywhere. torch allows TF32 in cuDNN convolutions by default
+        (torch.backends.cudnn.allow_tf32 is True), which on Ampere and later GPUs rounds the
+        inputs of every convolution to a 10-bit mantissa; fp32 mode switches that off, and
+        cuBLAS TF32 as well, so a GPU computes what Caffe's GPU path computes.
+  tf32  TF32 tensor cores for the convolutions and matmuls of a CUDA net (float32 storage,
+        products of 10-bit mantissas, about 1e-3 relative error each). On a CPU the same as fp32.
+  bf16  torch.autocast(bfloat16) over the graph, on the net's device type: convolutions and inner
+        products multiply bfloat16 values (8-bit mantissa) and accumulate in float32 (oneDNN's AMX
+        kernels on CPUs that have them, tensor cores on GPUs). Parameters stay float32: they are
+        the master weights, their .grad arrive in float32 and the solver applies Caffe's update
+        to them in float32, its history float32 too. Layers whose class sets `fp32_only = True`
+        (Softmax, Accuracy, BatchNorm) and every loss layer (`is_loss`) run outside autocast on float32 copies of their
+        bottoms, so losses, probabilities and statistics are float32. The outputs forward returns
+        are float32; other blobs in net.blobs keep the dtype they were computed in (bfloat16).
+  The CUDA TF32 switches are process-wide; a CUDA net sets them before each forward pass, so
+  nets in different modes may take turns in one process. CPU nets leave them alone.
+
+channels_last: "auto" (default), True or False. 4-d float inputs are laid out NHWC so that the
+  convolutions run in oneDNN's / cuDNN's channels-last form (faster on CPUs and on tensor-core
+  GPUs); "auto" means on for nets with a Convolution or Deconvolution layer. Blobs keep Caffe's
+  logical NCHW shape (a memory format, not a transpose) and agree with an NCHW run up to float
+  rounding (another summation order). Convolution weights are stored channels-last too (as
+  nn.Module.to(memory_format=torch.channels_last) does; their bf16 casts then need no reorder,
+  about 20% of a bf16 VGG pass): the same logical (O, I, kh, kw) blob, so weight files, net
+  surgery and the solver (whose history is contiguous) see Caffe's layout; the swap happens at
+  the next forward pass after the setting changes. False lays everything out contiguous NCHW.
+
+keep_blobs: None (default: net.blobs holds every blob after a pass, as pycaffe's) or blob names:
+  only those, the outputs and the loss tops are kept; the graph frees every other activation
+  after its last use, which saves the fresh memory (page faults) of a pass that holds them all:
+  about 7% of a VGG-16 fp32 inference, more in bf16 (bench_precision measures both).
+
+torch_compile: False (default) or True: torch.compile of the graph module, for training and
+  inference. Where the compiler is unavailable (torch.compile raising, no C++ compiler for the
+  CPU backend, an error when a call compiles) the net says so in one line on stderr and runs the
+  graph uncompiled from then on.
+"""
+import contextlib
+import os
+import shutil
+import sys
+import time
+
+import torch
+from torch import fx, nn
+
+from .errors import CaffeError
+
+MODES = ("fp32", "tf32", "bf16")
+LOW = (torch.bfloat16, torch.float16)
+CONVOLUTIONS = ("Convolution", "Deconvolution")
+_DEFAULTS = {"precision": "fp32", "torch_compile": False}
+
+
+def check_precision(mode, where="precision"):
+    """`mode` if it is one of MODES, else a CaffeError naming the allowed values."""
+    if mode not in MODES:
+        raise CaffeError(f"{where}: unknown precision {mode!r}; allowed: {', '.join(MODES)}")
+    return mode
+
+
+def check_layout(value, where="channels_last"):
+    if value not in ("auto", True, False):
+        raise CaffeError(f"{where}: {value!r}; allowed: 'auto', True, False")
+    return value
+
+
+def set_defaults(precision=None, torch_compile=None):
+    """The process-wide defaults that nets whose own setting is None follow (the command-line
+    tools set them from --precision / --compile, so that every net they build agrees)."""
+    if precision is not None:
+        _DEFAULTS["precision"] = check_precision(precision)
+    if torch_compile is not None:
+        _DEFAULTS["torch_compile"] = bool(torch_compile)
+
+
+def defaults():
+    return dict(_DEFAULTS)
+
+
+class Setting:
+    """A Net attribute that reads the process default while it is unset (None)."""
+
+    def __init__(self, key, check):
+        self.key, self.check = key, check
+
+    def __set_name__(self, owner, name):
+        self.slot = "_" + name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        value = obj.__dict__.get(self.slot)
+        return _DEFAULTS[self.key] if value is None else value
+
+    def __set__(self, obj, value):
+        obj.__dict__[self.slot] = None if value is None else self.check(value)
+
+
+def describe(mode, device="cpu"):
+    """One log line saying what `mode` computes on `device`."""
+    cuda = str(device).startswith("cuda")
+    if mode == "fp32":
+        return "Precision: fp32 (true float32" + ("; cuBLAS and cuDNN TF32 switched off)" if cuda else ")")
+    if mode == "tf32":
+        return ("Precision: tf32 (TF32 tensor cores for convolutions and matmuls)" if cuda
+                else "Precision: tf32 (no TF32 on a CPU: computes in float32)")
+    return ("Precision: bf16 (autocast to bfloat16 with float32 accumulation; float32 weights, "
+            "updates, losses, softmax and accuracy)")
+
+
+def add_arguments(parser):
+    """--precision and --compile, as every tool that runs nets spells them."""
+    parser.add_argument("--precision", choices=MODES, default="fp32",
+                        help="fp32: Caffe's float32 (default; TF32 off on CUDA); tf32: TF32 tensor cores on "
+                             "CUDA; bf16: bfloat16 autocast with float32 weights, updates and losses")
+    parser.add_argument("--compile", dest="torch_compile", action="store_true",
+                        help="torch.compile the net's graph (falls back, with a notice, where unavailable)")
+
+
+@contextlib.contextmanager
+def from_arguments(args, device="cpu", log=None):
+    """While inside: --precision / --compile are the process defaults, logged once (restored
+    on exit, so a tool called in-process leaves no trace)."""
+    saved = defaults()
+    precision = getattr(args, "precision", None) or "fp32"
+    compiled = bool(getattr(args, "torch_compile", False) or getattr(args, "compile", False))
+    set_defaults(precision=precision, torch_compile=compiled)
+    say = log or (lambda line: print(line, file=sys.stderr))
+    say(describe(precision, device or "cpu") + ("; torch.compile on" if compiled else ""))
+    try:
+        yield
+    finally:
+        set_defaults(**saved)
+
+
+# -- running a net's graph -----------------------------------------------------------------------
+
+def set_cuda_flags(mode):
+    """cuBLAS / cuDNN TF32 on for tf32, off (true float32) otherwise."""
+    on = mode == "tf32"
+    if torch.backends.cuda.matmul.allow_tf32 != on:
+        torch.backends.cuda.matmul.allow_tf32 = on
+    if torch.backends.cudnn.allow_tf32 != on:
+        torch.backends.cudnn.allow_tf32 = on
+
+
+def autocast(mode, device_type):
+    """The autocast context of `mode`: bfloat16 for bf16, none otherwise."""
+    if mode == "bf16":
+        return torch.autocast(device_type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def autocast_for(net):
+    return autocast(net.precision, net._device().type)
+
+
+def uses_channels_last(net):
+    """Whether the net's 4-d float inputs are laid out channels-last ("auto": it convolves)."""
+    value = net.channels_last
+    if value == "auto":
+        return any(layer.type in CONVOLUTIONS for layer in net.layers.values())
+    return bool(value)
+
+
+def lay_out(net, feeds):
+    """The inputs in the memory format the net runs in (a copy only where the layout changes),
+    convolution weights moved to it too."""
+    fmt = torch.channels_last if uses_channels_last(net) else torch.contiguous_format
+    for layer in net.layers.values():
+        if layer.type == "Convolution" and len(layer.blobs) and layer.blobs[0].dim() == 4:
+            w = layer.blobs[0]
+            if not w.is_contiguous(memory_format=fmt):
+                w.data = w.data.contiguous(memory_format=fmt)  # same values and logical shape
+    return [t.contiguous(memory_format=fmt) if t.dim() == 4 and t.is_floating_point() else t for t in feeds]
+
+
+def run_graph(net, feeds):
+    """Run net.graph_module on `feeds` in the net's precision (and compiled, if asked)."""
+    mode = net.precision
+    device = feeds[0].device if feeds else net._device()
+    if device.type == "cuda":
+        set_cuda_flags(mode)
+    module = runner(net, mode, device.type)
+    with autocast(mode, device.type):
+        blobs = module(*feeds)
+    if mode == "bf16":
+        for name in net.output_names:
+            value = blobs.get(name)
+            if isinstance(value, torch.Tensor) and value.dtype in LOW:
+                blobs[name] = value.float()
+    return blobs
+
+
+def runner(net, mode, device_type):
+    """The module that runs the graph: the graph module itself for fp32/tf32, a copy whose
+    fp32_only layers are wrapped for bf16; compiled when net.torch_compile. Cached on the net
+    (a new graph_module, as after surgery, starts a new cache)."""
+    state = net.__dict__.setdefault("_speed_state", {})
+    if state.get("graph") is not net.graph_module:
+        state.clear()
+        state["graph"], state["runners"] = net.graph_module, {}
+    keep = getattr(net, "keep_blobs", None)
+    keep = None if keep is None else frozenset(keep) | set(net.output_names) | set(net.loss_weights)
+    key = (mode == "bf16", bool(net.torch_compile), device_type, keep)
+    found = state["runners"].get(key)
+    if found is None:
+        found = net.graph_module
+        if key[0] or keep is not None:
+            found = rebuilt(found, device_type if key[0] else None, keep)
+        if key[1]:
+            found = Compiled(found, net.source)
+        state["runners"][key] = found
+    return found
+
+
+class FP32Island(nn.Module):
+    """Runs a layer outside autocast on float32 copies of its low-precision bottoms."""
+
+    def __init__(self, layer, device_type):
+        super().__init__()
+        self.layer, self.device_type = layer, device_type
+
+    def forward(self, *bottoms):
+        with torch.autocast(self.device_type, enabled=False):
+            return self.layer(*[_to_fp32(b) for b in bottoms])
+
+
+def _to_fp32(value):
+    if isinstance(value, (list, tuple)):  # the bottoms of a takes_list layer
+        return [_to_fp32(v) for v in value]
+    if isinstance(value, torch.Tensor) and value.dtype in LOW:
+        return value.float()
+    return value
+
+
+def fp32_only(layer):
+    """Whether `layer` runs in float32 under bf16: its class says so, or it is a loss."""
+    return bool(getattr(layer, "fp32_only", False) or getattr(layer, "is_loss", False))
+
+
+def with_fp32_islands(graph_module, device_type):
+    """A GraphModule computing what `graph_module` does, sharing its layers, with every
+    fp32_only layer wrapped in an FP32Island."""
+    return rebuilt(graph_module, device_type)
+
+
+def rebuilt(graph_module, islands_on=None, keep=None):
+    """A copy of the net's GraphModule sharing its layers: fp32_only layers wrapped in
+    FP32Islands for autocast on device type `islands_on`, and, when `keep` (blob names) is
+    given, returning only those blobs, so that fx's generated code frees every other one right
+    after its last use instead of holding all of them to the end of the pass."""
+    graph = fx.Graph()
+    blobs = graph.graph_copy(graph_module.graph, {})
+    if keep is not None:
+        blobs = {name: node for name, node in blobs.items() if name in keep}
+    graph.output(blobs)
+    root = nn.Module()
+    for node in graph.nodes:
+        if node.op == "call_module" and not hasattr(root, node.target):
+            layer = graph_module.get_submodule(node.target)
+            wrap = islands_on is not None and fp32_only(layer)
+            root.add_module(node.target, FP32Island(layer, islands_on) if wrap else layer)
+    return fx.GraphModule(root, graph, class_name="CaffeNetBF16" if islands_on else "CaffeNetKept")
+
+
+def island_call(net, layer):
+    """What the graph calls for `layer` in the net's precision (for timing a layer alone)."""
+    if net.precision == "bf16" and fp32_only(layer):
+        return FP32Island(layer, net._device().type)
+    return layer
+
+
+def compiler_unavailable():
+    """Why torch.compile cannot work here, or None: inductor needs a C++ compiler."""
+    names = [os.environ.get("CXX"), "g++", "c++", "clang++"]
+    if not any(n and shutil.which(n) for n in names):
+        return "no C++ compiler (g++, c++ or clang++) on PATH"
+    return None
+
+
+class Compiled:
+    """torch.compile of a graph module, or the module itself after a one-line notice where the
+    compiler is unavailable or fails. first_call_s: the time of the first (compiling) call."""
+
+    def __init__(self, module, source="<net>"):
+        self.module, self.source = module, source
+        self.compiled, self.first_call_s = None, None
+        reason = compiler_unavailable()
+        if reason is None:
+            try:
+                self.compiled = torch.compile(module)
+            except Exception as e:  # any failure of the compiler means: run uncompiled
+                reason = f"torch.compile raised {type(e).__name__}: {_first_line(e)}"
+        if reason is not None:
+            self._fall_back(reason)
+
+    def _fall_back(self, reason):
+        self.compiled = None
+        print(f"vgg_caffe: {self.source}: torch.compile unavailable ({reason}); running uncompiled",
+              file=sys.stderr, flush=True)
+
+    def __call__(self, *feeds):
+        if self.compiled is None:
+            return self.module(*feeds)
+        t0 = time.perf_counter()
+        try:
+            out = self.compiled(*feeds)
+        except CaffeError:
+            raise  # the net's own error (a bad label, a shape): not the compiler's
+        except Exception as e:
+            self._fall_back(f"{type(e).__name__} when compiling: {_first_line(e)}")
+            return self.module(*feeds)
+        if self.first_call_s is None:
+            self.first_call_s = time.perf_counter() - t0
+        return out
+
+
+def _first_line(error):
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__
+
+
+def compile_seconds(net):
+    """The first-call (compile) time of the net's compiled runners, {key: s}."""
+    state = net.__dict__.get("_speed_state", {})
+    return {k: r.first_call_s for k, r in state.get("runners", {}).items() if isinstance(r, Compiled)}
