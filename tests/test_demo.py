@@ -46,7 +46,7 @@ def test_quick_demo_produces_table_json_csv_and_plot(tmp_path):
     env.close()
     assert d.channels == 3 and min(d.height, d.width) == 128 and not d.encoded
     log = (out / "train.log").read_text()
-    assert "Iteration 0, lr = 0.01" in log and "Test net output #1: accuracy" in log
+    assert "Iteration 0, lr = 0.005" in log and "Test net output #1: accuracy" in log
     assert any(p.endswith(".caffemodel") for p in os.listdir(out / "snapshots"))
     if os.path.exists(os.path.join(ROOT, "tools", "plot_training_log.py")):
         png = (out / "training.png").read_bytes()
