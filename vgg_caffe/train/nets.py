@@ -11,6 +11,8 @@ import os
 from ..errors import CaffeError
 from ..net import Net
 from ..proto import pb, read_net, upgrade_net
+from ..rng import SampleWindow
+from . import devices
 
 def resolve_path(path, base_dir, what="file"):
     """Caffe resolves relative paths against the current directory; be lenient and also try the
@@ -22,7 +24,7 @@ def resolve_path(path, base_dir, what="file"):
 
 
 class SolverNets:
-    """Mixin of Solver: building its train and test nets (uses self.param, self.source,
+    """Mixin of Solver: building its train and test nets and feeding them (uses self.param, self.source,
     self.base_dir, self.log, self.seed, self.rank, self.world_size)."""
 
     def _net_param(self, param_field, file_field, index=None):
@@ -160,3 +162,37 @@ class SolverNets:
                     raise CaffeError(f"{self.source}: layer '{name}' blob {j}: shape {tuple(layer.blobs[j].shape)} "
                                      f"in the test net, {tuple(blob.shape)} in the train net")
                 layer.blobs[j] = blob
+
+    # -- the inputs of a pass -----------------------------------------------------------------
+
+    def _window(self, index, total, even=True):
+        from .parallel import sample_slice
+        start, stop = sample_slice(total, self.rank, self.world_size, even=even)
+        return SampleWindow(self.seed, index, start, stop, total)
+
+    def _global_batch(self, net):
+        # The data layers' declared batch is the global batch; net.blob_shapes follows the last
+        # forward pass, which in a parallel job holds only this process's slice.
+        total = self._declared_batch(net)
+        if total is not None:
+            return total
+        raise CaffeError(f"{net.source}: the net has no data layer or input to train on")
+
+    def _inputs(self, net, feed, index, window):
+        """The inputs of forward pass `index` for this process's slice: from `feed`, else from the
+        net's data layers (layer.batch(index, start, stop))."""
+        if feed is not None:
+            inputs = dict(feed(index, window.start, window.stop))
+        else:
+            inputs = {}
+            for layer in net.data_layers:
+                tops = list(layer.param.top)
+                if not hasattr(layer, "batch"):
+                    raise CaffeError(f"{net.source}: layer '{layer.name}' ({layer.type}) has no data source; the "
+                                     f"solver cannot train a net whose input '{tops[0]}' is fed by hand (use a data layer)")
+                for t, v in zip(tops, layer.batch(index, window.start, window.stop)):
+                    inputs[t] = v
+        if self.device.type != "cpu":   # check labels on the host tensors, then copy without waiting
+            devices.check_labels(net, inputs)
+            inputs = {t: devices.to_device(v, self.device) for t, v in inputs.items()}
+        return inputs

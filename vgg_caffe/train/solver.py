@@ -41,7 +41,6 @@ from ..errors import CaffeError
 from .divergence import saturation_loss
 from .lr_policy import LrSchedule
 from ..proto import read_solver, upgrade_solver
-from ..rng import SampleWindow
 from . import devices
 from .nets import SolverNets, resolve_path
 from .testing import NONE, SNAPSHOT, STOP, SolverTesting  # noqa: F401  (re-exported for solve.py)
@@ -277,38 +276,6 @@ class Solver(SolverNets, SolverTesting):
             if stop_req > 0:
                 self.requested_early_exit = True
                 break
-
-    def _window(self, index, total, even=True):
-        from .parallel import sample_slice
-        start, stop = sample_slice(total, self.rank, self.world_size, even=even)
-        return SampleWindow(self.seed, index, start, stop, total)
-
-    def _global_batch(self, net):
-        # The data layers' declared batch is the global batch; net.blob_shapes follows the last
-        # forward pass, which in a parallel job holds only this process's slice.
-        total = self._declared_batch(net)
-        if total is not None:
-            return total
-        raise CaffeError(f"{net.source}: the net has no data layer or input to train on")
-
-    def _inputs(self, net, feed, index, window):
-        """The inputs of forward pass `index` for this process's slice: from `feed`, else from the
-        net's data layers (layer.batch(index, start, stop))."""
-        if feed is not None:
-            inputs = dict(feed(index, window.start, window.stop))
-        else:
-            inputs = {}
-            for layer in net.data_layers:
-                tops = list(layer.param.top)
-                if not hasattr(layer, "batch"):
-                    raise CaffeError(f"{net.source}: layer '{layer.name}' ({layer.type}) has no data source; the "
-                                     f"solver cannot train a net whose input '{tops[0]}' is fed by hand (use a data layer)")
-                for t, v in zip(tops, layer.batch(index, window.start, window.stop)):
-                    inputs[t] = v
-        if self.device.type != "cpu":   # check labels on the host tensors, then copy without waiting
-            devices.check_labels(net, inputs)
-            inputs = {t: devices.to_device(v, self.device) for t, v in inputs.items()}
-        return inputs
 
     def _forward_train(self, index, backward):
         net = self.net
