@@ -220,6 +220,24 @@ class Net(GraphBuilder, nn.Module):
                 seen.add(id(blob))
                 yield layer, i, blob, specs[i] if i < len(specs) else pb.ParamSpec()
 
+    def share_trained_layers(self, other, where=None):
+        """Caffe's Net::ShareTrainedLayersWith: each of this net's layers named as one of `other`'s
+        uses that layer's blobs (the same tensors); blob counts and shapes must agree."""
+        where = where or self.source
+        theirs = dict(zip(other.layer_names, other.layers.values()))
+        for name, mine in zip(self.layer_names, self.layers.values()):
+            source = theirs.get(name)
+            if source is None or not len(mine.blobs):
+                continue
+            if len(source.blobs) != len(mine.blobs):
+                raise CaffeError(f"{where}: layer '{name}' has {len(mine.blobs)} blobs here but "
+                                 f"{len(source.blobs)} in the net it shares with ({other.source})")
+            for j, blob in enumerate(source.blobs):
+                if blob.shape != mine.blobs[j].shape:
+                    raise CaffeError(f"{where}: cannot share param {j} of layer '{name}': shape "
+                                     f"{tuple(mine.blobs[j].shape)} here, {tuple(blob.shape)} in {other.source}")
+                mine.blobs[j] = blob
+
     def fill(self, seed=None):
         """Initialise every learnable blob from its layer's fillers. The fillers draw on the CPU
         with the seeded generator and the values are copied to the net's device, so a net filled

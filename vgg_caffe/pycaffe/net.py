@@ -296,19 +296,7 @@ class Net:
 
     def share_with(self, other):
         """Caffe's ShareTrainedLayersWith: layers named as one of `other`'s use its blobs."""
-        theirs = dict(zip(other._plan.names, other._plan.modules))
-        for name, mine in zip(self._plan.names, self._plan.modules):
-            source = theirs.get(name)
-            if source is None or not len(mine.blobs):
-                continue
-            if len(source.blobs) != len(mine.blobs):
-                raise CaffeError(f"share_with: layer '{name}' has {len(mine.blobs)} blobs here, "
-                                 f"{len(source.blobs)} in the other net")
-            for j, blob in enumerate(source.blobs):
-                if blob.shape != mine.blobs[j].shape:
-                    raise CaffeError(f"share_with: cannot share param {j} of layer '{name}': shape "
-                                     f"{tuple(mine.blobs[j].shape)} here, {tuple(blob.shape)} in the other net")
-                mine.blobs[j] = blob
+        self.runtime.share_trained_layers(other.runtime, where="share_with")
         self._refresh_layers()
 
     def save(self, filename):

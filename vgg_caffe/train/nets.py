@@ -149,19 +149,7 @@ class SolverNets:
 
     def _share_trained_layers(self, test_net):
         """Caffe's ShareTrainedLayersWith: a test layer with the name of a train layer uses its blobs."""
-        train_layers = dict(zip(self.net.layer_names, self.net.layers.values()))
-        for name, layer in zip(test_net.layer_names, test_net.layers.values()):
-            source = train_layers.get(name)
-            if source is None or not len(layer.blobs):
-                continue
-            if len(source.blobs) != len(layer.blobs):
-                raise CaffeError(f"{self.source}: layer '{name}' has {len(layer.blobs)} blobs in the test net "
-                                 f"but {len(source.blobs)} in the train net")
-            for j, blob in enumerate(source.blobs):
-                if blob.shape != layer.blobs[j].shape:
-                    raise CaffeError(f"{self.source}: layer '{name}' blob {j}: shape {tuple(layer.blobs[j].shape)} "
-                                     f"in the test net, {tuple(blob.shape)} in the train net")
-                layer.blobs[j] = blob
+        test_net.share_trained_layers(self.net, where=self.source)
 
     # -- the inputs of a pass -----------------------------------------------------------------
 
