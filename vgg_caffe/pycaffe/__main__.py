@@ -26,7 +26,7 @@ def _script_frames(tb, script):
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__.strip().splitlines()[0])
+        print("usage: " + __doc__.strip().splitlines()[0])
         return 0 if argv else 2
     script = os.path.abspath(argv[0])
     if not os.path.isfile(script):
