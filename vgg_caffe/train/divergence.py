@@ -14,6 +14,8 @@ ranks decide alike.
 """
 import math
 
+from ..errors import CaffeError
+
 LOG_FLT_MIN = -math.log(1.1754943508222875e-38)  # 87.33654475...
 
 # float32 sums of equal terms round: accept the ceiling less a margin no learning net reaches
@@ -44,3 +46,35 @@ def saturation_loss(net):
             return None
         ceiling += weight * LOG_FLT_MIN
     return ceiling * (1 - _TOLERANCE) if ceiling else None
+
+
+class TrainingDiverged(CaffeError):
+    """The loss or the gradient became NaN or infinite."""
+
+
+class LossWatch:
+    """Mixin of Solver: the smoothed loss Caffe displays, and the stop when training diverges."""
+
+    def _update_smoothed_loss(self, loss, start_iter):
+        """Caffe's UpdateSmoothedLoss: the mean of the last average_loss losses."""
+        n = self.param.average_loss
+        if len(self.losses) < n:
+            self.losses.append(loss)
+            size = len(self.losses)
+            self.smoothed_loss = (self.smoothed_loss * (size - 1) + loss) / size
+        else:
+            idx = (self.iter - start_iter) % n
+            self.smoothed_loss += (loss - self.losses[idx]) / n
+            self.losses[idx] = loss
+
+    def _diverged(self, loss, grad_norm, saturated=False):
+        what = "loss" if not math.isfinite(loss) or saturated else "gradient"
+        value = loss if not math.isfinite(loss) or saturated else grad_norm
+        if saturated:  # see vgg_caffe.train.divergence
+            value = (f"{value:.6g}, -log(FLT_MIN) for every sample: the softmax gave each label a probability "
+                     "below FLT_MIN (the logits ran off)")
+        self.log.error(f"Iteration {self.iter}: the {what} is {value}; stopping before the update")
+        written = self.snapshot()
+        where = f"; the weights before this update are in {written[0]}" if written else ""
+        raise TrainingDiverged(f"{self.source}: training diverged at iteration {self.iter}: the {what} is "
+                               f"{value} (try a lower base_lr or clip_gradients){where}")

@@ -92,3 +92,22 @@ def restore(path, net, schedule, history, learnable):
             have.copy_(torch.from_numpy(np.array(saved, dtype=np.float32, copy=True)))
     schedule.restore(state)
     return state.iter
+
+
+class SolverSnapshots:
+    """Mixin of Solver: Caffe's Solver::Snapshot and Solver::Restore over the functions above."""
+
+    def snapshot_filename(self, extension):
+        return snapshot_filename(self.snapshot_prefix, self.iter, extension)
+
+    def snapshot(self):
+        """Caffe's Solver::Snapshot (rank 0 only): weights, then the solver state. Returns the paths."""
+        if self.rank != 0:
+            return None
+        return write(self.param, self.snapshot_prefix, self.iter, self.net, self.schedule,
+                               self.history, self.log)
+
+    def restore(self, path):
+        """Caffe's Solver::Restore: iteration, weights (learned_net), lr policy position, history."""
+        self.iter = restore(path, self.net, self.schedule, self.history, self.learnable)
+        self.log.info(f"{self.type}Solver: restoring history")

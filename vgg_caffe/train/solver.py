@@ -42,14 +42,12 @@ from .divergence import saturation_loss
 from .lr_policy import LrSchedule
 from ..proto import read_solver, upgrade_solver
 from . import devices
+from .divergence import LossWatch, TrainingDiverged  # noqa: F401  (re-exported)
 from .nets import SolverNets, resolve_path
+from .snapshot import SolverSnapshots
 from .testing import NONE, SNAPSHOT, STOP, SolverTesting  # noqa: F401  (re-exported for solve.py)
 from .updates import UpdateRule, known_rules, rule_class
 from .log import TrainingLog, fmt
-
-
-class TrainingDiverged(CaffeError):
-    """The loss or the gradient became NaN or infinite."""
 
 
 
@@ -63,7 +61,7 @@ def solver_type(param, source):
     return name
 
 
-class Solver(SolverNets, SolverTesting):
+class Solver(SolverNets, SolverTesting, LossWatch, SolverSnapshots):
     """A Caffe solver over a Net (the type from the SolverParameter).
 
     Solver(param, rank=0, world_size=1, allreduce=None, device=None, seed=None, batch_scale=1,
@@ -308,44 +306,3 @@ class Solver(SolverNets, SolverTesting):
     def _apply_update(self, rate, grads, grad_norm):
         """Caffe's SGDSolver::ApplyUpdate on the summed diffs (vgg_caffe.train.updates)."""
         self.rule.apply(rate, grads, grad_norm, self.log, self.iter)
-
-    def _update_smoothed_loss(self, loss, start_iter):
-        """Caffe's UpdateSmoothedLoss: the mean of the last average_loss losses."""
-        n = self.param.average_loss
-        if len(self.losses) < n:
-            self.losses.append(loss)
-            size = len(self.losses)
-            self.smoothed_loss = (self.smoothed_loss * (size - 1) + loss) / size
-        else:
-            idx = (self.iter - start_iter) % n
-            self.smoothed_loss += (loss - self.losses[idx]) / n
-            self.losses[idx] = loss
-
-    def _diverged(self, loss, grad_norm, saturated=False):
-        what = "loss" if not math.isfinite(loss) or saturated else "gradient"
-        value = loss if not math.isfinite(loss) or saturated else grad_norm
-        if saturated:  # see vgg_caffe.train.divergence
-            value = (f"{value:.6g}, -log(FLT_MIN) for every sample: the softmax gave each label a probability "
-                     "below FLT_MIN (the logits ran off)")
-        self.log.error(f"Iteration {self.iter}: the {what} is {value}; stopping before the update")
-        written = self.snapshot()
-        where = f"; the weights before this update are in {written[0]}" if written else ""
-        raise TrainingDiverged(f"{self.source}: training diverged at iteration {self.iter}: the {what} is "
-                               f"{value} (try a lower base_lr or clip_gradients){where}")
-
-    # -- snapshots (vgg_caffe.train.snapshot) --------------------------------------------------------
-
-    def snapshot_filename(self, extension):
-        return snapshots.snapshot_filename(self.snapshot_prefix, self.iter, extension)
-
-    def snapshot(self):
-        """Caffe's Solver::Snapshot (rank 0 only): weights, then the solver state. Returns the paths."""
-        if self.rank != 0:
-            return None
-        return snapshots.write(self.param, self.snapshot_prefix, self.iter, self.net, self.schedule,
-                               self.history, self.log)
-
-    def restore(self, path):
-        """Caffe's Solver::Restore: iteration, weights (learned_net), lr policy position, history."""
-        self.iter = snapshots.restore(path, self.net, self.schedule, self.history, self.learnable)
-        self.log.info(f"{self.type}Solver: restoring history")
