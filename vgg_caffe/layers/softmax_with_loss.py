@@ -63,6 +63,8 @@ def with_caffe_gradient(value: torch.Tensor, x: torch.Tensor, grad: torch.Tensor
 
 def check_label_range(layer, target, valid, classes):
     """Eager-mode check (Caffe only DCHECKs): every label not ignored lies in [0, classes)."""
+    if torch.compiler.is_compiling():   # a data-dependent branch would break the compiled graph
+        return
     bad = valid & ((target < 0) | (target >= classes))
     if bool(bad.any()):
         raise layer.error(f"label {int(target[bad][0])} is outside [0, {classes})"
