@@ -76,6 +76,12 @@ from .workers import (
     _work,
 )
 
+# The collective and worker primitives are re-exported: callers and tests use parallel.X.
+__all__ = ["DEFAULT_BUCKET_BYTES", "DEFAULT_WORKER_TIMEOUT", "PeerLost", "Progress", "Worker", "_buckets",
+           "agreed_seed", "init_process_group", "make_allreduce", "read_counts", "sample_slice",
+           "scale_batch_size", "ABORT_ENV", "DIE_ENV", "HANG_ENV", "RANK_ENV", "add_arguments", "requested",
+           "torchrun_environment", "parse_gpus", "run", "launch", "sigterm_snapshots"]
+
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
