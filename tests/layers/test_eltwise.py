@@ -25,8 +25,18 @@ def test_eltwise_errors(make_layer):
     with pytest.raises(CaffeError, match="one per bottom"):
         make_layer('name: "e" type: "Eltwise" bottom: "a" bottom: "b" eltwise_param { coeff: 1 }', [(2, 3)] * 2)
     with pytest.raises(CaffeError, match="only for operation SUM"):
-        make_layer('name: "e" type: "Eltwise" bottom: "a" bottom: "b" eltwise_param { operation: MAX coeff: 1 '
+        make_layer('name: "e" type: "Eltwise" bottom: "a" bottom: "b" eltwise_param { operation: PROD coeff: 1 '
                    'coeff: 1 }', [(2, 3)] * 2)
+
+
+def test_eltwise_max_ignores_coeff(make_layer):
+    # Caffe's LayerSetUp refuses coeff only with PROD; MAX loads and never reads them:
+    # top = max(a, b), not max(2a, -b).
+    layer = make_layer('name: "e" type: "Eltwise" bottom: "a" bottom: "b" eltwise_param { operation: MAX '
+                       'coeff: 2 coeff: -1 }', [(2, 3)] * 2)
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
+    np.testing.assert_array_equal(layer([torch.from_numpy(a), torch.from_numpy(b)]).numpy(), np.maximum(a, b))
 
 
 @pytest.mark.parametrize("op", ["PROD", "SUM", "MAX"])

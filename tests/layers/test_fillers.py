@@ -40,3 +40,20 @@ def test_xavier_and_msra_scales():
 def test_unknown_filler_names_the_choices():
     with pytest.raises(CaffeError, match="conv1.*unknown filler type 'orthogonal'.*positive_unitball"):
         fill(torch.empty(2, 2), filler('type: "orthogonal"'), None, "conv1")
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 6, 7, 16])
+def test_bilinear_is_caffes_centred_upsampling_kernel(k):
+    # Caffe's BilinearFiller (filler.hpp, checked by its TestFillOdd k=7 / TestFillEven k=6):
+    # f = ceil(k / 2), c = (k - 1) / (2f), w[y][x] = (1 - |x/f - c|) * (1 - |y/f - c|), every
+    # (out, in) pair alike. Written here as FCN's upsample_filt: centre f - 1 (k odd) or f - 0.5
+    # (k even), w = (1 - |x - centre| / f) * (1 - |y - centre| / f), so the kernel is symmetric.
+    t = torch.empty(3, 2, k, k, dtype=torch.float64)
+    fill(t, filler('type: "bilinear"'))
+    f = math.ceil(k / 2)
+    centre = f - 1 if k % 2 == 1 else f - 0.5
+    for y in range(k):
+        for x in range(k):
+            want = (1 - abs(x - centre) / f) * (1 - abs(y - centre) / f)
+            assert (t[:, :, y, x] - want).abs().max().item() < 1e-12, (k, y, x)
+    assert torch.allclose(t, t.flip(-1), atol=1e-12) and torch.allclose(t, t.flip(-2), atol=1e-12)

@@ -29,8 +29,9 @@ class Eltwise(Layer):
         if self.op not in (pb.EltwiseParameter.PROD, pb.EltwiseParameter.SUM, pb.EltwiseParameter.MAX):
             raise self.error(f"unknown eltwise_param.operation {self.op}; known: PROD, SUM, MAX")
         coeff = list(p.coeff)
-        if coeff and self.op != pb.EltwiseParameter.SUM:
-            raise self.error("coeff is only for operation SUM")
+        # Caffe refuses coeff only with PROD; with MAX it loads and ignores them (eltwise_layer.cpp).
+        if coeff and self.op == pb.EltwiseParameter.PROD:
+            raise self.error("coeff is only for operation SUM (PROD takes none)")
         if coeff and len(coeff) != len(self.param.bottom):
             raise self.error(f"{len(coeff)} coeff values for {len(self.param.bottom)} bottoms; give one per bottom")
         self.coeff = [float(c) for c in coeff] or [1.0] * len(self.param.bottom)

@@ -46,9 +46,11 @@ def fill(tensor, filler, generator=None, where="?"):
             tensor.normal_(0.0, math.sqrt(2.0 / n), generator=generator)
     elif kind == "bilinear":
         # Upsampling kernel for deconvolution (Caffe's BilinearFiller), same for every channel.
+        # Centre (k - 1) / (2f), as Caffe master's filler.hpp (and its TestFillOdd/TestFillEven):
+        # the older (2f - 1 - f % 2) / (2f) is off-centre for k = 2, 3, 6, 7, 10, 11, ...
         k = tensor.shape[-1]
         f = math.ceil(k / 2.0)
-        c = (2 * f - 1 - f % 2) / (2.0 * f)
+        c = (k - 1) / (2.0 * f)
         ramp = 1 - torch.abs(torch.arange(k, dtype=torch.float64) / f - c)
         tensor.copy_((ramp[:, None] * ramp[None, :]).expand_as(tensor))
     else:
