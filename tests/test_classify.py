@@ -153,3 +153,19 @@ def test_errors(model, tmp_path):
         proc = run(args, tmp_path, script="classify.py")
         assert proc.returncode == 1, proc.stderr
         assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_mean_json_of_compute_image_mean(model, tmp_path):
+    # compute_image_mean writes only mean.json when its records differ in size (--min_side)
+    pixel = np.array([101.5, 120.25, 99.0])
+    path = tmp_path / "mean.json"
+    path.write_text(json.dumps({"mean_pixel_bgr": pixel.tolist(), "records": 4}))
+    proc = classify(model, mean=path)
+    assert proc.returncode == 0, proc.stderr
+    for img, expected in zip(model["images"], reference(model, pixel.astype(np.float32))):
+        check(parse(proc.stdout)[str(img)], expected)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"records": 4}')
+    proc = classify(model, mean=bad)
+    assert proc.returncode == 1 and "bad.json: expected compute_image_mean's JSON" in proc.stderr
+    assert "Traceback" not in proc.stderr

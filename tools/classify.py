@@ -5,7 +5,8 @@
                 [--output-blob prob] [--batch-size 10] [--gpu N]
 
 MODEL is a deploy prototxt, WEIGHTS its .caffemodel (or .h5). MEAN is a mean .binaryproto (as
-compute_image_mean writes; cpp_classification subtracts its per-channel average), a .npy mean
+compute_image_mean writes; cpp_classification subtracts its per-channel average), the mean.json
+compute_image_mean writes beside it (its mean pixel), a .npy mean
 array (python/classify.py's --mean_file; also reduced to its per-channel average), comma-separated
 per-channel values ("104,117,123", BGR), or "none". LABELS has one class name per line
 (synset_words.txt: "n01440764 tench, Tinca tinca"), as many as the net's classes.
@@ -38,7 +39,7 @@ def build_parser():
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("model", help="deploy prototxt")
     p.add_argument("weights", help="trained .caffemodel or .h5")
-    p.add_argument("mean", help="mean .binaryproto, .npy, comma-separated channel values (BGR), or none")
+    p.add_argument("mean", help="mean .binaryproto, compute_image_mean's mean.json, .npy, comma-separated channel values (BGR), or none")
     p.add_argument("labels", help="labels file, one class per line (synset_words.txt)")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--top", type=int, default=5, help="classes to report per image (default 5)")
@@ -65,6 +66,19 @@ def read_labels(path, classes):
     return labels
 
 
+def _mean_json(path):
+    """The mean pixel of the JSON compute_image_mean writes (mean_pixel_bgr, or mean_pixel)."""
+    import json
+    try:
+        with open(path) as f:
+            info = json.load(f)
+        values = info.get("mean_pixel_bgr", info.get("mean_pixel"))
+        pixel = np.array([float(v) for v in values], np.float32)
+    except (OSError, ValueError, TypeError, AttributeError):
+        raise CaffeError(f"{path}: expected compute_image_mean's JSON with mean_pixel_bgr: [B, G, R]") from None
+    return pixel.reshape(-1, 1)
+
+
 def read_mean(text, channels):
     """The mean pixel to subtract, one value per channel."""
     if text.lower() == "none":
@@ -72,6 +86,9 @@ def read_mean(text, channels):
     if os.path.exists(text):
         if text.lower().endswith(".npy"):
             arr = np.load(text).astype(np.float32)
+        elif text.lower().endswith(".json"):
+            # compute_image_mean writes only this JSON when its records differ in size
+            arr = _mean_json(text)
         else:
             from vgg_caffe.data.mean import read_mean_file
             arr = read_mean_file(text)

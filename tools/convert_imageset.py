@@ -35,8 +35,8 @@ def main(argv=None):
     p.add_argument("--min_side", type=int, default=0, help="isotropic rescale: smaller side becomes N")
     p.add_argument("--check_size", action="store_true", help="fail unless all images have one size")
     p.add_argument("--encoded", action="store_true", help="store encoded image bytes")
-    p.add_argument("--encode_type", default="", help="re-encode as jpg, png, bmp, tif, webp, ... (with --encoded; "
-                                                   "an unknown type is an error)")
+    p.add_argument("--encode_type", default="", help="re-encode as jpg, png, bmp, tif, webp, ... (implies --encoded, "
+                                                   "as in Caffe; an unknown type is an error)")
     p.add_argument("--workers", type=int, default=1, help="decoding processes (output is identical)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted conversion")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -33,7 +33,8 @@ def build_parser():
                    help="an LMDB of Datums, or ROOT LIST_FILE ('relative/path label' per line)")
     p.add_argument("--protocol", default="dense",
                    help=f"comma-separated, from {', '.join(PROTOCOLS)} (default dense)")
-    p.add_argument("--scales", help="test scales Q, comma-separated (e.g. 256,384,512); overrides --train-scale")
+    p.add_argument("--scales", help="test scales Q, comma-separated (e.g. 256,384,512); overrides --train-scale. "
+                                       "Without either, Q = the input size x 256/224 (256 for a 224 net)")
     p.add_argument("--train-scale", action="append",
                    help="the model's training scale S ('256') or range ('256,512'): gives the table's "
                         "train (S) column and, without --scales, Q = S or (S_min+S_max)/2. One per model or one for all")

@@ -285,3 +285,17 @@ def test_encode_type_must_be_writable(photos, tmp_path):
                                       cv2.imread(str(root / "cls a/chelsea.jpg"), flag))
         import json
         assert json.loads((db / "convert_imageset.json").read_text())["options"]["encode_type"] == ext
+
+
+def test_encode_type_alone_implies_encoded(photos, tmp_path):
+    """Caffe's convert_imageset: "encode_type specified, assuming encoded=true." -- the records are
+    re-encoded as that type (here after a resize), not refused and not stored raw."""
+    root, listfile, names = photos
+    db = tmp_path / "png_db"
+    r = call_tool("convert_imageset", root, listfile, db, "-encode_type", "png",
+                  "-resize_height", "20", "-resize_width", "30")
+    assert "assuming encoded=true" in r.stdout + r.stderr
+    d = Datum.FromString(read_lmdb(db)[b"00000001_cls a/chelsea.jpg"])
+    assert d.encoded and d.data.startswith(b"\x89PNG")
+    want = cv2.resize(cv2.imread(str(root / "cls a/chelsea.jpg"), cv2.IMREAD_COLOR), (30, 20))
+    np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(d.data, np.uint8), cv2.IMREAD_COLOR), want)

@@ -107,6 +107,8 @@ def test_apply_update_by_hand(caffe, solver_file):
 
 def test_solver_types(caffe, solver_file):
     assert caffe.get_solver(solver_file("Nesterov")).type == "Nesterov"
+    assert type(caffe.get_solver(solver_file("Nesterov"))) is caffe.NesterovSolver   # the most-derived class
+    assert type(caffe.get_solver(solver_file())) is caffe.SGDSolver
     assert caffe.SGDSolver(solver_file("Nesterov")).type == "SGD"      # the class decides, as _caffe.cpp
     assert caffe.AdaGradSolver(solver_file(momentum=0)).type == "AdaGrad"   # Caffe: AdaGrad takes no momentum
     assert caffe.RMSPropSolver(solver_file(momentum=0)).type == "RMSProp"

@@ -4,7 +4,7 @@ Caffe's behaviour reproduced (tools/convert_imageset.cpp): list lines are "relat
 split at the LAST space; with --shuffle the lines are shuffled first; the key of line i (after
 shuffling) is "%08d_<path>"; a line that cannot be read keeps its number (Caffe's loop skips it),
 so keys of an unshuffled list are the list's line numbers; records are raw (uint8 BGR CHW) or
-encoded (the file's bytes, or re-encoded with --encode_type); --resize_height/--resize_width (both
+encoded (the file's bytes, or re-encoded with --encode_type, which implies --encoded); --resize_height/--resize_width (both
 > 0) resize anisotropically; --check_size insists on one size; commits every 1000 records and the
 LMDB map doubles when full.
 
@@ -197,7 +197,9 @@ def convert_imageset(root, listfile, db_path, opts, workers=1, resume=False, com
     if opts.min_side and (opts.resize_height or opts.resize_width):
         raise CaffeError("--min_side (isotropic) and --resize_height/--resize_width (anisotropic) exclude each other")
     if opts.encode_type and not opts.encoded:
-        raise CaffeError("--encode_type needs --encoded")
+        # as Caffe's convert_imageset: a type to encode as implies encoded records
+        log("encode_type specified, assuming encoded=true.")
+        opts.encoded = True
     if opts.encode_type:
         opts.encode_type = opts.encode_type.lower().lstrip(".")
         channels = 1 if opts.gray else 3

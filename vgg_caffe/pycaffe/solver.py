@@ -192,5 +192,11 @@ class AdamSolver(Solver):
 
 
 def get_solver(filename):
-    """The solver the file's `type` (or legacy solver_type) names."""
-    return Solver(filename)
+    """The solver the file's `type` (or legacy solver_type) names, as an instance of that type's
+    class (Boost.Python hands back the most-derived class: an SGD file gives a caffe.SGDSolver)."""
+    solver = Solver(filename)
+    for cls in Solver.__subclasses__():
+        if cls.solver_type == solver.type:
+            solver.__class__ = cls     # the subclasses differ only in the type their __init__ forces
+            break
+    return solver

@@ -27,14 +27,11 @@ from ..proto import pb
 def choose_device(device, param, source, log):
     """The torch.device of a solver: `device` (--device) if given, else solver_mode / device_id."""
     if device is not None:
-        device = torch.device(device)
-        if device.type == "cuda":
-            if not torch.cuda.is_available():
-                raise CaffeError(f"--device {device}: no CUDA device is available")
-            if device.index is not None and device.index >= torch.cuda.device_count():
-                raise CaffeError(f"--device {device}: CUDA sees {torch.cuda.device_count()} GPU(s) "
-                                 f"(0..{torch.cuda.device_count() - 1})")
-        return device
+        if isinstance(device, torch.device):
+            device = str(device)
+        from ..machine import torch_device
+        # one check for every tool's --device: malformed names, no CUDA, a GPU that does not exist
+        return torch_device(device)
     if param.solver_mode == pb.SolverParameter.GPU:
         if torch.cuda.is_available():
             if param.device_id >= torch.cuda.device_count():

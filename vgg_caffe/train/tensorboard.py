@@ -53,7 +53,12 @@ class TensorBoardSink:
     """Turns TrainingLog messages into scalars in an events file under `log_dir`."""
 
     def __init__(self, log_dir, images_per_iter=None):
-        self.writer = require()(log_dir=log_dir)
+        writer = require()
+        try:
+            self.writer = writer(log_dir=log_dir)
+        except OSError as e:     # the writer creates log_dir at once: a bad path fails here
+            raise CaffeError(f"--tensorboard {log_dir}: cannot create the events directory "
+                             f"({e.strerror or e})") from None
         self.log_dir = log_dir
         self.images_per_iter = images_per_iter
         self.iteration = 0
