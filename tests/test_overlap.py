@@ -1,5 +1,5 @@
 """The gradient all-reduce overlapped with backward (vgg_caffe.train.overlap), the diagnosis of a
-lost peer (vgg_caffe.train.collective.Progress, the launcher's report) and the scaling model.
+lost peer (vgg_caffe.train.collective.CollectiveCounts, the launcher's report) and the scaling model.
 
 The reference for the reducer is the plain average written out here: grads summed over the
 sub-batches of an iteration, summed over ranks, divided by the world size; and the one-shot
@@ -193,7 +193,7 @@ def test_a_healthy_rank_aborted_as_by_nccl_is_not_blamed(monkeypatch):
 
 def test_progress_counts_and_laggards():
     store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
-    ranks = [parallel.Progress(store, r, 3) for r in range(3)]
+    ranks = [parallel.CollectiveCounts(store, r, 3) for r in range(3)]
     for p in ranks:
         p.enter()
     ranks[0].enter()

@@ -93,7 +93,7 @@ def make_allreduce(group=None, bucket_bytes=DEFAULT_BUCKET_BYTES, before=None, p
     diffs, divide by the number of solvers". `before(call_index)` runs first on each call
     (failure-test hooks). With one process it only runs the hook.
     allreduce.overlapped(params, ...) is a GradientReducer (vgg_caffe.train.overlap) over the same
-    group: the gradients all-reduced from hooks during backward. `progress` (a Progress) records
+    group: the gradients all-reduced from hooks during backward. `progress` (a CollectiveCounts) records
     each call and each reducer's finish, so a collective that times out names the rank(s) that
     never reached it.
     """
@@ -156,7 +156,7 @@ def make_allreduce(group=None, bucket_bytes=DEFAULT_BUCKET_BYTES, before=None, p
     return allreduce
 
 
-class Progress:
+class CollectiveCounts:
     """How many collective phases each rank has entered, kept in a key-value store that every rank
     (and the launcher) reaches. Ranks enter the same phases in the same order, so when one times
     out the ranks with the lowest count are those that never arrived: the lost ones, rather than
@@ -189,10 +189,10 @@ class Progress:
 
 
 def read_counts(store, world_size):
-    """{rank: phases entered} from a Progress store (0 for a rank that entered none)."""
+    """{rank: phases entered} from a CollectiveCounts store (0 for a rank that entered none)."""
     counts = {}
     for r in range(world_size):
-        key = f"{Progress.PREFIX}{r}"
+        key = f"{CollectiveCounts.PREFIX}{r}"
         counts[r] = int(store.get(key)) if store.check([key]) else 0
     return counts
 
@@ -259,7 +259,7 @@ class Worker:
     caffe_multi_gpu: bool = False
     seed: int = None       # the random_seed every worker agrees on (None until agreed)
     threads: int = None    # torch intra-op threads (None: leave torch's choice)
-    progress_addr: tuple = None   # (host, port) of the launcher's Progress store (None: the group's)
+    progress_addr: tuple = None   # (host, port) of the launcher's CollectiveCounts store (None: the group's)
 
     def solver_kwargs(self, allreduce):
         """Keyword arguments for solve.train(args, **kwargs) (see the module docstring)."""

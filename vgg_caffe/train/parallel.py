@@ -54,7 +54,7 @@ from .collective import (
     DEFAULT_BUCKET_BYTES,
     DEFAULT_WORKER_TIMEOUT,
     PeerLost,
-    Progress,
+    CollectiveCounts,
     Worker,
     _buckets,
     agreed_seed,
@@ -77,7 +77,7 @@ from .workers import (
 )
 
 # The collective and worker primitives are re-exported: callers and tests use parallel.X.
-__all__ = ["DEFAULT_BUCKET_BYTES", "DEFAULT_WORKER_TIMEOUT", "PeerLost", "Progress", "Worker", "_buckets",
+__all__ = ["DEFAULT_BUCKET_BYTES", "DEFAULT_WORKER_TIMEOUT", "PeerLost", "CollectiveCounts", "Worker", "_buckets",
            "agreed_seed", "init_process_group", "make_allreduce", "read_counts", "sample_slice",
            "scale_batch_size", "ABORT_ENV", "DIE_ENV", "HANG_ENV", "RANK_ENV", "add_arguments", "requested",
            "torchrun_environment", "parse_gpus", "run", "launch", "sigterm_snapshots"]
@@ -283,7 +283,7 @@ def launch(train_fn, args, workers, poll=0.05, grace=5.0):
 
 def _progress_store():
     """A TCPStore on a free loopback port where the workers record the collectives they enter
-    (collective.Progress); None where one cannot be opened (the report then says less)."""
+    (collective.CollectiveCounts); None where one cannot be opened (the report then says less)."""
     try:
         return dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False,
                              timeout=datetime.timedelta(seconds=30))

@@ -14,7 +14,7 @@ import torch.distributed as dist
 from ..errors import CaffeError
 from .collective import (
     PeerLost,
-    Progress,
+    CollectiveCounts,
     _first_line,
     agreed_seed,
     init_process_group,
@@ -73,7 +73,7 @@ def _stop(procs, wait=5.0):
 
 def _failure_report(workers, procs, stopped, rundir, counts=None):
     """The launcher's message: who failed first, who only lost its peers. `counts` ({rank: phases
-    entered}, from the Progress store) names the ranks that never reached the collective the
+    entered}, from the CollectiveCounts store) names the ranks that never reached the collective the
     others waited in; a rank killed by SIGABRT while ahead of them is a healthy one that NCCL's
     watchdog aborted after the timeout, not a culprit."""
     behind, phase = laggards(counts or {})
@@ -189,19 +189,19 @@ def _work(worker, init_method, train_fn, args):
 
 
 def _progress(worker):
-    """The Progress record of this worker: in the launcher's store, or under torchrun in the
+    """The CollectiveCounts record of this worker: in the launcher's store, or under torchrun in the
     group's own store (a TCPStore: a value set per collective overwrites in memory)."""
     try:
         if worker.progress_addr is not None:
             host, port = worker.progress_addr
             store = dist.TCPStore(host, port, is_master=False, timeout=datetime.timedelta(seconds=60))
             store.set_timeout(datetime.timedelta(seconds=10))
-        else:   # the group's store keeps its own timeout: Progress reads only keys that exist
+        else:   # the group's store keeps its own timeout: CollectiveCounts reads only keys that exist
             from torch.distributed import distributed_c10d
             store = distributed_c10d._get_default_store()
             if isinstance(store, dist.FileStore):   # would grow by a record per collective
                 return None
-        return Progress(store, worker.rank, worker.world_size)
+        return CollectiveCounts(store, worker.rank, worker.world_size)
     except (RuntimeError, ValueError, AttributeError, dist.DistError):
         return None   # no store: the report then says less, training is unaffected
 
