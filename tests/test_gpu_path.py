@@ -517,3 +517,21 @@ def test_a_hung_worker_under_torchrun_is_named_by_the_one_that_waited(tmp_path):
     # Iterations 0..2 each enter two collectives (the reducer's finish, then the statistics); rank 1
     # hangs before its fourth all-reduce, having entered 7; rank 0 waits in collective #8.
     assert re.search(r"rank 0: .*failed; rank\(s\) 1 did not reach collective #8", proc.stderr), proc.stderr[-3000:]
+
+
+def test_host_label_check_names_the_layer_and_marks_it(tmp_path):
+    """The solver checks labels on the host before a device copy: a label outside [0, classes)
+    is refused naming the loss layer; good labels mark the layer so it skips its device check."""
+    from vgg_caffe.errors import CaffeError
+    from vgg_caffe.net import Net
+    from vgg_caffe.train import devices
+    net = Net('layer { name: "in" type: "Input" top: "x" top: "y" input_param { shape { dim: 4 dim: 3 } '
+              'shape { dim: 4 } } }\n'
+              'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "x" bottom: "y" top: "loss" '
+              'loss_param { ignore_label: -1 } }', "TRAIN")
+    layer = net.layer("loss")
+    with pytest.raises(CaffeError, match="layer 'loss'.*label 3 is outside \\[0, 3\\)"):
+        devices.check_labels(net, {"x": torch.zeros(4, 3), "y": torch.tensor([0.0, 1, 3, 2])})
+    assert not getattr(layer, "labels_checked_on_host", False)
+    devices.check_labels(net, {"x": torch.zeros(4, 3), "y": torch.tensor([0.0, -1, 2, 2])})  # -1 ignored
+    assert layer.labels_checked_on_host

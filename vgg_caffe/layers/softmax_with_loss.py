@@ -129,3 +129,12 @@ class SoftmaxWithLoss(Layer):
         if target.device.type != "cpu" and getattr(self, "labels_checked_on_host", False):
             return
         check_label_range(self, target, valid, classes)
+
+    @torch.jit.unused
+    def check_host_labels(self, label):
+        """The label check on a host tensor before it is copied to the device (the solver calls
+        it); afterwards the layer skips its own check on the device, which would wait for it."""
+        target = label.reshape(-1).long()
+        valid = target != self.ignore_label if self.has_ignore else torch.ones_like(target, dtype=torch.bool)
+        check_label_range(self, target, valid, int(self.bottom_shapes[0][self.axis]))
+        self.labels_checked_on_host = True

@@ -113,25 +113,15 @@ def to_device(value, device):
 
 
 def check_labels(net, inputs):
-    """Run SoftmaxWithLoss's label check (labels in [0, classes) unless ignored) on the host
-    tensors in `inputs`, before any copy, for the loss layers whose label bottom is a net input."""
-    from ..layers.softmax_with_loss import check_label_range
-
+    """Run each SoftmaxWithLoss layer's label check on the host tensors in `inputs`, before any
+    copy, for the loss layers whose label bottom is a net input."""
     for layer in net.layers.values():
         bottoms = list(layer.param.bottom)
-        if layer.type != "SoftmaxWithLoss" or len(bottoms) < 2 or bottoms[1] not in inputs:
+        if not hasattr(layer, "check_host_labels") or len(bottoms) < 2 or bottoms[1] not in inputs:
             continue
         label = inputs[bottoms[1]]
-        if not isinstance(label, torch.Tensor) or label.device.type != "cpu":
-            continue
-        shape = layer.bottom_shapes[0]
-        axis = getattr(layer, "axis", 1)
-        target = label.reshape(-1).long()
-        valid = torch.ones_like(target, dtype=torch.bool)
-        if getattr(layer, "has_ignore", False):
-            valid = target != layer.ignore_label
-        check_label_range(layer, target, valid, int(shape[axis]))
-        layer.labels_checked_on_host = True   # the layer skips its own check on the device
+        if isinstance(label, torch.Tensor) and label.device.type == "cpu":
+            layer.check_host_labels(label)
 
 
 def assert_shared(train_net, test_nets):
