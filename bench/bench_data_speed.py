@@ -7,13 +7,17 @@ and colour shift, TRAIN phase:
                  at most half the smaller side);
   large_stored   the same photos stored at ~1500 px, S = 256 (single-scale training): decoded at
                  1/4 with reduced_decode.
-Variants: the default (exact: full decode, whole-image resize, crop), fast_resize (the crop sampled
-by one warp), fast_resize + reduced_decode; the reference is a loop of cv2.imdecode(IMREAD_COLOR)
-over the same records' bytes. Rates are images per CPU second of this process (the loop and the
+Variants: the default (exact: full decode, rescale, crop; the rescale computed only up to the
+crop's far corner, bitwise the whole-image resize's pixels), fast_resize (the crop resized from a
+small window of the decode, or sampled by one warp), fast_resize + reduced_decode; the reference is
+a loop of cv2.imdecode(IMREAD_COLOR) over the same records' bytes. Rates are images per CPU second of this process (the loop and the
 layer are single-threaded), interleaved over --repeats rounds, medians; wall-clock rates too.
-Target (issue 14): >= 0.8x the bare decode loop.
+The ratios to the bare loop: of the medians (over_bare_decode_cpu), and the median of each round's
+ratio (over_bare_decode_cpu_paired: the bare loop runs just before the variants in each round, so a
+load that drifts between rounds cancels out; on a shared machine it is the steadier figure, and
+the one the target is checked on). Target (issue 14): >= 0.8x the bare decode loop.
 
-    python -m bench.bench_data_speed [--records 96] [--repeats 5]
+    python -m bench.bench_data_speed [--records 96] [--repeats 9]
 
 Results: bench/results/data_speed.json.
 """
@@ -95,11 +99,15 @@ def measure(db, batch, iters, scale, repeats):
             c, w = timed(fn)
             cpu[k].append(c)
             wall[k].append(w)
+    # Each round's rate over the same round's bare loop (run just before): the machine's load
+    # drifts between rounds, and a ratio of two medians taken over different rounds carries it.
+    paired = {k: statistics.median(c / b for c, b in zip(cpu[k], cpu["bare_jpeg_decode"])) for k in VARIANTS}
     cpu = {k: statistics.median(v) for k, v in cpu.items()}
     wall = {k: statistics.median(v) for k, v in wall.items()}
     return {"images_per_cpu_s": {k: round(v, 1) for k, v in cpu.items()},
             "images_per_s": {k: round(v, 1) for k, v in wall.items()},
             "over_bare_decode_cpu": {k: round(cpu[k] / cpu["bare_jpeg_decode"], 3) for k in VARIANTS},
+            "over_bare_decode_cpu_paired": {k: round(v, 3) for k, v in paired.items()},
             "over_bare_decode_wall": {k: round(wall[k] / wall["bare_jpeg_decode"], 3) for k in VARIANTS}}
 
 
@@ -108,7 +116,7 @@ def main(argv=None):
     ap.add_argument("--records", type=int, default=96)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--iters", type=int, default=3, help="batches per variant per round")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--out", default=RESULTS)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -126,7 +134,8 @@ def main(argv=None):
     report = {"bench": "data_speed", "batch": args.batch, "crop": 224, "records": args.records,
               "iters_per_round": args.iters, "repeats": args.repeats, "load_average_1min_at_start": load_start,
               "workloads": results,
-              "target_0_8x": {w: {k: v >= 0.8 for k, v in r["over_bare_decode_cpu"].items()} for w, r in results.items()},
+              "target_0_8x": {w: {k: v >= 0.8 for k, v in r["over_bare_decode_cpu_paired"].items()}
+                              for w, r in results.items()},
               "note": "per worker: one process, one OpenCV thread; CPU-second rates are the load-robust figure"}
     write(args.out, report)
     print(json.dumps(report, indent=1))

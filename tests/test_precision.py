@@ -3,12 +3,13 @@ with torch.nn.functional, float32 losses and probabilities under bf16, the chann
 against an NCHW run, the torch.compile fallback, and the solver's float32 master weights and
 history under bf16 (its update checked against Caffe's formula written out here)."""
 import math
+import time
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from vgg_caffe import precision as speed
+from vgg_caffe import compiled as compiled_mod, precision as speed
 from vgg_caffe.errors import CaffeError
 from vgg_caffe.net import Net
 from vgg_caffe.proto import parse_text, pb
@@ -178,7 +179,7 @@ def test_compile_falls_back_with_one_line_notice(monkeypatch, capsys):
     def refuse(*a, **k):
         raise RuntimeError("compiler backend missing\nsecond line of the traceback")
 
-    monkeypatch.setattr(speed, "compiler_unavailable", lambda: None)
+    monkeypatch.setattr(compiled_mod, "compiler_unavailable", lambda: None)
     monkeypatch.setattr(torch, "compile", refuse)
     net = Net(NET, "TRAIN", seed=4, torch_compile=True)
     for _ in range(2):
@@ -202,13 +203,88 @@ def test_compile_falls_back_with_one_line_notice(monkeypatch, capsys):
     assert len(err) == 1 and "RuntimeError when compiling: inductor: C++ compile failed" in err[0]
 
     # No C++ compiler: torch.compile is not even tried.
-    monkeypatch.setattr(speed, "compiler_unavailable", lambda: "no C++ compiler (g++, c++ or clang++) on PATH")
+    monkeypatch.setattr(compiled_mod, "compiler_unavailable", lambda: "no C++ compiler (g++, c++ or clang++) on PATH")
     monkeypatch.setattr(torch, "compile", lambda *a, **k: pytest.fail("torch.compile called"))
     speed.set_defaults(torch_compile=True)   # what --compile does: every net follows
     net = Net(NET, "TRAIN", seed=4)
     assert net.torch_compile is True
     assert torch.equal(net(data=x, label=label)["loss"], want)
     assert "no C++ compiler (g++, c++ or clang++) on PATH" in capsys.readouterr().err
+
+
+class SlowBackward(torch.autograd.Function):
+    """Identity whose backward takes `delay` seconds (a compiled backward slower than eager's)."""
+
+    @staticmethod
+    def forward(ctx, x, delay):
+        ctx.delay = delay
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        time.sleep(ctx.delay)
+        return g, None
+
+
+def fake_compiler(forward_delay=0.0, backward_delay=0.0, calls=None):
+    """A torch.compile stand-in: the module itself, slowed in its forward and/or backward."""
+    def compile_(module, **kw):
+        def run(*feeds):
+            if calls is not None:
+                calls.append("compiled")
+            time.sleep(forward_delay)
+            blobs = module(*feeds)
+            if backward_delay and torch.is_grad_enabled():
+                blobs = {k: SlowBackward.apply(v, backward_delay) if v.requires_grad else v for k, v in blobs.items()}
+            return blobs
+        return run
+    return compile_
+
+
+def test_compile_trial_keeps_the_faster_way(monkeypatch, capsys):
+    x, label = inputs(5)
+    monkeypatch.setattr(compiled_mod, "compiler_unavailable", lambda: None)
+    trials = 2 * compiled_mod.TRIAL
+
+    # A compiled inference pass slower than eager: after the trial, eager from then on.
+    calls = []
+    monkeypatch.setattr(torch, "compile", fake_compiler(forward_delay=0.05, calls=calls))
+    net = Net(NET, seed=4, torch_compile=True)
+    with torch.no_grad():
+        for _ in range(1 + trials + 3):
+            net(data=x, label=label)
+    assert len(calls) == 1 + compiled_mod.TRIAL          # the compiling call and its trial passes
+    assert list(speed.compile_choices(net).values()) == [{"inference": "eager"}]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the compiled inference pass took" in err[0] and "running it uncompiled" in err[0]
+
+    # A fast forward but a slow backward: the training trial times forward + backward.
+    calls = []
+    monkeypatch.setattr(torch, "compile", fake_compiler(backward_delay=0.05, calls=calls))
+    net = Net(NET, "TRAIN", seed=4, torch_compile=True)
+    for _ in range(1 + trials + 3):
+        net(data=x, label=label)
+        net.backward()
+    assert list(speed.compile_choices(net).values()) == [{"train": "eager"}]
+    assert len(calls) == 1 + compiled_mod.TRIAL
+    assert "the compiled training pass (forward + backward) took" in capsys.readouterr().err
+
+    # Compiled faster (the eager graph slowed instead): kept, silently.
+    monkeypatch.setattr(torch, "compile", fake_compiler())
+    net = Net(NET, seed=4, torch_compile=True)
+    with torch.no_grad():
+        net(data=x, label=label)                          # compiles
+        runner = next(iter(net._speed_state["runners"].values()))
+        eager = runner.eager
+
+        def slowed(*feeds):
+            time.sleep(0.05)
+            return eager(*feeds)
+        runner.eager = slowed
+        for _ in range(trials + 2):
+            net(data=x, label=label)
+    assert list(speed.compile_choices(net).values()) == [{"inference": "compiled"}]
+    assert capsys.readouterr().err == ""
 
 
 # -- the solver -------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ sum of the parameters is bounded too. Nothing is checked on torch's "meta" devic
 builds there; it allocates nothing).
 
 "Available" is the kernel's MemAvailable (/proc/meminfo), capped by the cgroup's memory.max when a
-container sets one; elsewhere sysconf's available physical pages. Unknown means unchecked.
+container sets one, elsewhere sysconf's available physical pages, plus what malloc holds freed for
+this process (vgg_caffe.hostmem keeps freed blocks for reuse). Unknown means unchecked.
 
 A --device naming CUDA on a machine without it is refused by name at start-up (torch_device),
 before any data is built or any net is moved.
@@ -47,7 +48,11 @@ def available_bytes():
         except (ValueError, OSError, AttributeError):
             return None
     limit = _cgroup_room()
-    return min(found, limit) if limit is not None else found
+    found = min(found, limit) if limit is not None else found
+    # Memory this process freed and malloc keeps for it (vgg_caffe.hostmem) is not in
+    # MemAvailable, but the next blob gets it first.
+    from .hostmem import free_bytes
+    return found + free_bytes()
 
 
 def _cgroup_room():

@@ -23,7 +23,7 @@ from .graph import GraphBuilder
 # Re-exported: the net-definition helpers live in netstate.py.
 from .netstate import (TEST, TRAIN, check_state_args, filter_net, load_net_param, module_name, phase_value,  # noqa: F401
                        state_meets_rule)
-from . import precision as speed
+from . import hostmem, precision as speed
 from .proto import pb
 
 
@@ -58,6 +58,7 @@ class Net(GraphBuilder, nn.Module):
                  seed=None, fill=True, precision=None, channels_last="auto", torch_compile=None):
         check_state_args(extra, level, stages)
         super().__init__()
+        hostmem.reuse_freed_memory()   # later passes reuse the pages of earlier ones, as Caffe's blobs
         self.net_param, self.source = load_net_param(model)
         self.source = source or self.source  # the file to name in errors when given a NetParameter
         self.phase = phase_value(phase)
@@ -75,6 +76,8 @@ class Net(GraphBuilder, nn.Module):
         # None: net.blobs holds every blob after a pass (pycaffe); a list of names: only those,
         # the outputs and the losses, the others freed as soon as the pass is done with them.
         self.keep_blobs = None
+        # bf16 passes without autograd reuse their weight casts (vgg_caffe.weight_casts).
+        self.weight_casts = True
         # As Caffe's Net::Init: learnable blobs start from the layers' fillers (seeded by `seed`,
         # else torch's global generator), or from blobs embedded in the net definition (a
         # .caffemodel given as the model). Filling is skipped when weights files are given.
@@ -84,6 +87,13 @@ class Net(GraphBuilder, nn.Module):
         elif fill:
             self.fill(seed)
         self._load_embedded_blobs()
+
+    def forget_weight_casts(self):
+        """Drop the bf16 weight copies kept between inference passes (needed only after writing
+        weights in ways torch does not count: through `p.data` or a numpy view)."""
+        held = self.__dict__.get("_weight_casts")
+        if held is not None:
+            held.forget()
 
     def set_sample_window(self, window):
         """Key the net's randomness (dropout masks) by a vgg_caffe.rng.SampleWindow: this process's
@@ -254,6 +264,7 @@ class Net(GraphBuilder, nn.Module):
                 layer.fill(gen)
                 for b, there in zip(layer.blobs, placed):
                     b.data = there.copy_(b.data)
+                    torch.autograd.graph.increment_version(b)   # new values in the same memory
         return self
 
     def _load_embedded_blobs(self):

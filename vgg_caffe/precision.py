@@ -21,6 +21,10 @@ precision: "fp32" (default), "tf32" or "bf16" (Net(..., precision=...), net.prec
         are float32; other blobs in net.blobs keep the dtype they were computed in (bfloat16).
   The CUDA TF32 switches are process-wide; a CUDA net sets them before each forward pass, so
   nets in different modes may take turns in one process. CPU nets leave them alone.
+  Passes without autograd (no_grad, inference_mode) reuse the bf16 casts of the convolution and
+  inner-product weights from one pass to the next instead of casting them again (bitwise the
+  same values; vgg_caffe.weight_casts says when a copy is remade and net.weight_casts = False
+  turns it off).
 
 channels_last: "auto" (default), True or False. 4-d float inputs are laid out NHWC so that the
   convolutions run in oneDNN's / cuDNN's channels-last form (faster on CPUs and on tensor-core
@@ -34,23 +38,24 @@ channels_last: "auto" (default), True or False. 4-d float inputs are laid out NH
 
 keep_blobs: None (default: net.blobs holds every blob after a pass, as pycaffe's) or blob names:
   only those, the outputs and the loss tops are kept; the graph frees every other activation
-  after its last use, which saves the fresh memory (page faults) of a pass that holds them all:
-  about 7% of a VGG-16 fp32 inference, more in bf16 (bench_precision measures both).
+  after its last use: a pass needs less memory. (It used to save time too, the page faults of a
+  pass holding every blob; since freed memory is reused (vgg_caffe.hostmem) bench_precision
+  measures the two within noise of each other.)
 
 torch_compile: False (default) or True: torch.compile of the graph module, for training and
-  inference. Where the compiler is unavailable (torch.compile raising, no C++ compiler for the
-  CPU backend, an error when a call compiles) the net says so in one line on stderr and runs the
-  graph uncompiled from then on.
+  inference (vgg_caffe.compiled). Where the compiler is unavailable (torch.compile raising, no C++
+  compiler for the CPU backend, an error when a call compiles), or where the compiled passes
+  time slower than uncompiled ones over a short trial (inductor's CPU training kernels are), the
+  net says so in one line on stderr and runs the graph uncompiled from then on.
 """
 import contextlib
-import os
-import shutil
 import sys
-import time
 
 import torch
 from torch import fx, nn
 
+from . import weight_casts
+from .compiled import Compiled, compiler_unavailable  # noqa: F401  (re-exported)
 from .errors import CaffeError
 
 MODES = ("fp32", "tf32", "bf16")
@@ -189,9 +194,9 @@ def run_graph(net, feeds):
     device = feeds[0].device if feeds else net._device()
     if device.type == "cuda":
         set_cuda_flags(mode)
-    module = runner(net, mode, device.type)
+    run = runner(net, mode, device.type)
     with autocast(mode, device.type):
-        blobs = module(*feeds)
+        blobs = run(*feeds)
     if mode == "bf16":
         for name in net.output_names:
             value = blobs.get(name)
@@ -201,9 +206,10 @@ def run_graph(net, feeds):
 
 
 def runner(net, mode, device_type):
-    """The module that runs the graph: the graph module itself for fp32/tf32, a copy whose
-    fp32_only layers are wrapped for bf16; compiled when net.torch_compile. Cached on the net
-    (a new graph_module, as after surgery, starts a new cache)."""
+    """What runs the graph: the graph module itself for fp32/tf32, a copy whose fp32_only layers
+    are wrapped for bf16 (and a copy returning only the kept blobs with keep_blobs), called
+    through eager_caller; compiled when net.torch_compile. Cached on the net (a new
+    graph_module, as after surgery, starts a new cache)."""
     state = net.__dict__.setdefault("_speed_state", {})
     if state.get("graph") is not net.graph_module:
         state.clear()
@@ -213,13 +219,24 @@ def runner(net, mode, device_type):
     key = (mode == "bf16", bool(net.torch_compile), device_type, keep)
     found = state["runners"].get(key)
     if found is None:
-        found = net.graph_module
+        module = net.graph_module
         if key[0] or keep is not None:
-            found = rebuilt(found, device_type if key[0] else None, keep)
+            module = rebuilt(module, device_type if key[0] else None, keep)
+        found = eager_caller(net, module)
         if key[1]:
-            found = Compiled(found, net.source)
+            found = Compiled(module, net.source, params=net.parameters(), eager=found)
         state["runners"][key] = found
     return found
+
+
+def eager_caller(net, module):
+    """module(*feeds), through the net's bf16 weight casts in passes where they apply."""
+    def call(*feeds):
+        if weight_casts.applies(net, net.precision):
+            return weight_casts.casts_of(net).run(net, module, feeds)
+        return module(*feeds)
+    call.module = module
+    return call
 
 
 class FP32Island(nn.Module):
@@ -279,57 +296,14 @@ def island_call(net, layer):
     return layer
 
 
-def compiler_unavailable():
-    """Why torch.compile cannot work here, or None: inductor needs a C++ compiler."""
-    names = [os.environ.get("CXX"), "g++", "c++", "clang++"]
-    if not any(n and shutil.which(n) for n in names):
-        return "no C++ compiler (g++, c++ or clang++) on PATH"
-    return None
-
-
-class Compiled:
-    """torch.compile of a graph module, or the module itself after a one-line notice where the
-    compiler is unavailable or fails. first_call_s: the time of the first (compiling) call."""
-
-    def __init__(self, module, source="<net>"):
-        self.module, self.source = module, source
-        self.compiled, self.first_call_s = None, None
-        reason = compiler_unavailable()
-        if reason is None:
-            try:
-                self.compiled = torch.compile(module)
-            except Exception as e:  # any failure of the compiler means: run uncompiled
-                reason = f"torch.compile raised {type(e).__name__}: {_first_line(e)}"
-        if reason is not None:
-            self._fall_back(reason)
-
-    def _fall_back(self, reason):
-        self.compiled = None
-        print(f"vgg_caffe: {self.source}: torch.compile unavailable ({reason}); running uncompiled",
-              file=sys.stderr, flush=True)
-
-    def __call__(self, *feeds):
-        if self.compiled is None:
-            return self.module(*feeds)
-        t0 = time.perf_counter()
-        try:
-            out = self.compiled(*feeds)
-        except CaffeError:
-            raise  # the net's own error (a bad label, a shape): not the compiler's
-        except Exception as e:
-            self._fall_back(f"{type(e).__name__} when compiling: {_first_line(e)}")
-            return self.module(*feeds)
-        if self.first_call_s is None:
-            self.first_call_s = time.perf_counter() - t0
-        return out
-
-
-def _first_line(error):
-    text = str(error).strip().splitlines()
-    return text[0][:200] if text else type(error).__name__
-
-
 def compile_seconds(net):
     """The first-call (compile) time of the net's compiled runners, {key: s}."""
     state = net.__dict__.get("_speed_state", {})
     return {k: r.first_call_s for k, r in state.get("runners", {}).items() if isinstance(r, Compiled)}
+
+
+def compile_choices(net):
+    """What the compile trials of the net's compiled runners kept, {key: {"train"|"inference":
+    "compiled"|"eager"|None (still on trial)}}."""
+    state = net.__dict__.get("_speed_state", {})
+    return {k: r.choice for k, r in state.get("runners", {}).items() if isinstance(r, Compiled)}

@@ -1,6 +1,8 @@
-"""VGGData's speed options against independent references: reduced JPEG decoding (libjpeg's sizes,
-and the pixels against an anti-aliased INTER_AREA resize), the crop-window warp against the
-bilinear sample positions written out in numpy, and the channels-last batch with recycled buffers."""
+"""VGGData's speed paths against independent references: the default's partial rescale against
+the whole cv2.resize (bitwise), reduced JPEG decoding (libjpeg's sizes, and the pixels against an
+anti-aliased INTER_AREA resize), fast_resize's window resize and warp against the bilinear sample
+positions written out in numpy, the two-pass batch against one sample at a time, and the
+channels-last batch with recycled buffers."""
 import json
 
 import cv2
@@ -74,9 +76,9 @@ def test_reduced_decode_in_the_layer(db, monkeypatch):
     factors = []
     real = image.decode
 
-    def spy(data, mode=image.COLOR, reduce=1):
+    def spy(data, mode=image.COLOR, reduce=1, probed=None):
         factors.append(reduce)
-        return real(data, mode, reduce)
+        return real(data, mode, reduce, probed)
 
     monkeypatch.setattr(image, "decode", spy)
     reduced, exact = layer(db, reduced_decode=True), layer(db)
@@ -103,14 +105,15 @@ def test_reduced_decode_in_the_layer(db, monkeypatch):
     assert factors == [1] * BATCH              # S > 120 / 2: full size
 
 
-def bilinear_twin(img, S, uy, ux, flip, crop):
+def bilinear_twin(img, S, uy, ux, flip, crop, shift=(0.0, 0.0)):
     """Bilinear samples at ((y + i + 0.5) * H / h - 0.5, (x + j + 0.5) * W / w - 0.5), borders
-    replicated: the rescale to smallest side S followed by the crop, in float64 numpy."""
+    replicated: the rescale to smallest side S followed by the crop, in float64 numpy; `shift`
+    (rows, columns) is added to every position."""
     H, W = img.shape[:2]
     h, w = (S, int(round(W * S / H))) if H <= W else (int(round(H * S / W)), S)
     y, x = int(uy * (h - crop + 1)), int(ux * (w - crop + 1))
-    rows = np.clip((y + np.arange(crop) + 0.5) * H / h - 0.5, 0, H - 1)
-    cols = np.clip((x + np.arange(crop) + 0.5) * W / w - 0.5, 0, W - 1)
+    rows = np.clip((y + np.arange(crop) + 0.5) * H / h - 0.5 + shift[0], 0, H - 1)
+    cols = np.clip((x + np.arange(crop) + 0.5) * W / w - 0.5 + shift[1], 0, W - 1)
     r0, c0 = np.floor(rows).astype(int), np.floor(cols).astype(int)
     r1, c1 = np.minimum(r0 + 1, H - 1), np.minimum(c0 + 1, W - 1)
     fr, fc = (rows - r0)[:, None, None], (cols - c0)[None, :, None]
@@ -129,11 +132,160 @@ def test_fast_resize_samples_the_same_positions(db):
             d = draws(it, j)
             img = cv2.imread(str(db / "imgs" / NAMES[(it * BATCH + j) % 4]))
             ref = bilinear_twin(img, d["S"], d["uy"], d["ux"], d["flip"], CROP).transpose(2, 0, 1)
-            # OpenCV's warp quantises positions to 1/32 pixel: a few levels at sharp edges at most.
+            # Positions within 1/64 pixel (window) or rounded to 1/32 (warp): a few levels at most.
             assert np.abs(got[j].numpy() - ref).max() <= 6
             diffs.append(np.abs(got[j].numpy() - full[j].numpy()))
     diffs = np.stack(diffs)
     assert diffs.mean() < 0.5 and (diffs > 2).mean() < 0.01    # the documented rounding difference
+
+
+def test_resize_corner_is_the_whole_resize():
+    """The top-left part of a resize computed from the top-left part of the image: bitwise the
+    whole resize's pixels (OpenCV's positions depend only on the output index and the scale)."""
+    rs = np.random.default_rng(0)
+    cases = [((95, 99), (94, 99), 13, 85),      # the window would come out at its own size
+             ((120, 160), (60, 80), 40, 50),    # exactly half: OpenCV's INTER_AREA shortcut
+             ((60, 80), (120, 160), 100, 30),   # exactly twice
+             ((120, 160), (120, 160), 50, 60)]  # no rescale at all
+    for _ in range(300):
+        H, W = (int(v) for v in rs.integers(8, 400, 2))
+        h, w = int(rs.integers(max(1, H // 4), 2 * H)), int(rs.integers(max(1, W // 4), 2 * W))
+        cases.append(((H, W), (h, w), int(rs.integers(1, h + 1)), int(rs.integers(1, w + 1))))
+    for k, ((H, W), (h, w), rows, cols) in enumerate(cases):
+        img = rs.integers(0, 256, (H, W, 1 if k % 7 == 3 else 3), dtype=np.uint8)
+        if k % 5 == 0:
+            img = cv2.GaussianBlur(img, (5, 5), 1.5).reshape(img.shape)
+        whole = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, -1)
+        got = image.resize_corner(img, h, w, rows, cols)
+        assert got.shape == (rows, cols, img.shape[2]) and np.array_equal(got, whole[:rows, :cols]), (H, W, h, w)
+
+
+def test_default_crop_is_the_whole_rescale_cropped():
+    """vgg_crop (default), and the layer's plan-then-apply path, against cv2.resize of the whole
+    photo, cropped and flipped in numpy: bitwise."""
+    img = photo("chelsea", (333, 250))
+    for it in range(40):
+        d = transforms.vgg_draws(3, it, 0, it % 4 != 0, [224, 400], True, 0.1)
+        h, w = image.min_side_size(250, 333, d["S"])
+        train = it % 4 != 0
+        y, x = transforms.crop_offset(h, 224, d["uy"], train), transforms.crop_offset(w, 224, d["ux"], train)
+        ref = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)[y:y + 224, x:x + 224]
+        ref = ref[:, ::-1] if d["flip"] else ref
+        assert np.array_equal(transforms.vgg_crop(img, d, 224, train), ref)
+        assert np.array_equal(transforms.vgg_apply(img, transforms.vgg_plan((250, 333), d, 224, train)), ref)
+
+
+def test_window_origins():
+    """_window: the crop's rows inside the window sit within ALIGN_TOL of the exact positions, the
+    first one reads no row above the window unless it starts at 0, it covers every row read, and
+    it is None only when no offset up to ALIGN_MAX qualifies (brute force)."""
+    rs = np.random.default_rng(1)
+    found = 0
+    for _ in range(2000):
+        s, crop = float(rs.uniform(0.3, 5.0)), int(rs.integers(16, 256))
+        size = int(np.ceil((crop + rs.integers(0, 600)) * s)) + 1
+        y = int(rs.integers(0, max(1, int(size / s) - crop)))
+        got = transforms._window(y, s, size, crop)
+        ok = [o for o in range(min(y, transforms.ALIGN_MAX) + 1)
+              if abs(round((y - o) * s) - (y - o) * s) <= transforms.ALIGN_TOL
+              and ((o + 0.5) * s >= 0.5 or round((y - o) * s) == 0)]
+        if got is None:
+            assert not ok
+            continue
+        found += 1
+        o, r0, n = got
+        assert o == ok[0] and abs(r0 - (y - o) * s) <= transforms.ALIGN_TOL
+        assert r0 == 0 or (o + 0.5) * s - 0.5 >= 0
+        last = int(np.floor((o + crop - 0.5) * s - 0.5)) + 1      # the last row read, window rows
+        assert n == size - r0 or n > last + 1
+    assert found > 1900
+
+
+def test_fast_resize_window_and_warp(db, monkeypatch):
+    """fast_resize's two methods on a photo: the window resize against the bilinear twin at the
+    exact positions shifted by the window's offset (OpenCV's 1/2048 rounding only), and the warp
+    (forced: no window may start before the crop) against the twin at the exact positions."""
+    img = cv2.imread(str(db / "imgs" / NAMES[1]))
+    kinds = []
+    for it in range(30):
+        d = draws(it, 0)
+        plan = transforms.vgg_plan(img.shape[:2], d, CROP, True, 1, True)
+        kinds.append(plan[0])
+        got = transforms.vgg_apply(img, plan).astype(np.float64)
+        if plan[0] == "window":
+            window = plan
+            (oy, r0, _), (ox, c0, _), fy, fx = plan[1]
+            h, w = image.min_side_size(120, 160, d["S"])
+            y, x = transforms.crop_offset(h, CROP, d["uy"], True), transforms.crop_offset(w, CROP, d["ux"], True)
+            shift = (r0 - (y - oy) / fy, c0 - (x - ox) / fx)
+            assert max(abs(v) for v in shift) <= transforms.ALIGN_TOL
+            assert np.abs(got - bilinear_twin(img, d["S"], d["uy"], d["ux"], d["flip"], CROP, shift)).max() <= 1
+        assert np.abs(got - bilinear_twin(img, d["S"], d["uy"], d["ux"], d["flip"], CROP)).max() <= 6
+    assert kinds.count("window") > 20
+    # A window whose resize comes out short falls back to the warp.
+    (oy, r0, _), cols, fy, fx = window[1]
+    short = ("window", ((oy, r0, 3), cols, fy, fx), CROP, True, (1 / fy, 1 / fx, 5, 7))
+    warp = ("warp", transforms._warp_matrix(1 / fy, 1 / fx, 5, 7, CROP, True), CROP, True, None)
+    assert np.array_equal(transforms.vgg_apply(img, short), transforms.vgg_apply(img, warp))
+    monkeypatch.setattr(transforms, "ALIGN_MAX", 0)
+    warped = 0
+    for it in range(30):
+        d = draws(it, 0)
+        plan = transforms.vgg_plan(img.shape[:2], d, CROP, True, 1, True)
+        warped += plan[0] == "warp"
+        ref = bilinear_twin(img, d["S"], d["uy"], d["ux"], d["flip"], CROP)
+        assert np.abs(transforms.vgg_apply(img, plan) - ref).max() <= 6
+    assert warped > 20
+
+
+def test_two_pass_batch_is_one_sample_at_a_time(db):
+    for options in ({}, {"fast_resize": True}, {"fast_resize": True, "reduced_decode": True}):
+        sampler = layer(db, **options).sampler
+        many = sampler.samples(2, range(BATCH))
+        for j, (crop, alpha, label) in enumerate(many):
+            one = sampler.sample(2, j)
+            assert np.array_equal(crop, one[0]) and np.array_equal(alpha, one[1]) and label == one[2]
+        # The batch: crop + (colour shift - mean) in float32, the NHWC buffer read as NCHW.
+        data = sampler.collate(many)[0].numpy()
+        shifts = (transforms.color_shifts_bgr([a for _, a, _ in many]) - sampler.mean).astype(np.float32)
+        for j, (crop, _, _) in enumerate(many):
+            assert np.array_equal(data[j].transpose(1, 2, 0), crop.astype(np.float32) + shifts[j])
+
+
+def test_rotated_jpeg_is_cropped_as_decoded(tmp_path):
+    """A JPEG whose EXIF orientation turns it (the decoder applies it): the header's size is not the
+    decode's, and the layer crops the decode as it is, with or without fast_resize."""
+    from PIL import Image
+    from vgg_caffe.data import datum, db as db_io
+    pil = Image.fromarray(photo("coffee", (160, 120))[:, :, ::-1])
+    exif = pil.getexif()
+    exif[0x0112] = 6                                   # rotate 90 degrees clockwise
+    buf = __import__("io").BytesIO()
+    pil.save(buf, "JPEG", quality=95, exif=exif.tobytes())
+    w = db_io.Writer(str(tmp_path / "db"))
+    w.put(b"00000000", datum.from_encoded(buf.getvalue(), 3).SerializeToString())
+    w.close()
+    decoded = image.decode(buf.getvalue())
+    assert image.jpeg_frame(buf.getvalue())[1:] == (120, 160) and decoded.shape == (160, 120, 3)
+    cfg = {"source": str(tmp_path / "db"), "batch_size": 2, "scale": SCALE, "crop_size": CROP, "mirror": True,
+           "color_shift": 0.0, "mean_value": [0, 0, 0]}
+    for fast in (False, True):
+        sampler = layer(tmp_path, **{**cfg, "fast_resize": fast}).sampler
+        for j in range(2):
+            ref = transforms.vgg_crop(decoded, draws(0, j), CROP, True, fast_resize=fast)
+            assert np.array_equal(sampler.sample(0, j)[0], ref)
+
+
+def test_probe_is_what_decode_checks():
+    jpeg = image.encode(photo("rocket", (64, 48)), "jpg")
+    assert image.probe(jpeg) == ("jpeg", (3, 48, 64))
+    assert image.probe(image.encode(photo("rocket", (64, 48)), "png")) == ("png", None)
+    assert np.array_equal(image.decode(jpeg, probed=image.probe(jpeg)), image.decode(jpeg))
+    for bad, why in ((b"", "empty file"), (jpeg[:-2][:len(jpeg) // 2], "truncated JPEG")):
+        with pytest.raises(image.DecodeError, match=why):
+            image.probe(bad)
+        with pytest.raises(image.DecodeError, match=why):
+            image.decode(bad)
 
 
 def test_batch_is_channels_last_and_buffers_recycled_only_when_free(db):

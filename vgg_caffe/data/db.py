@@ -53,7 +53,8 @@ def _open_readonly(path):
 
 
 class Reader:
-    """Indexed read access to an LMDB: len(r), r.key(i), r.get(i) -> (key, value bytes)."""
+    """Indexed read access to an LMDB: len(r), r.keys[i], r.get(i) -> (key, value bytes),
+    r.get_many(indices)."""
 
     def __init__(self, path):
         self.path = os.fspath(path)
@@ -61,6 +62,7 @@ class Reader:
             self.keys = list(txn.cursor().iternext(keys=True, values=False))
         if not self.keys:
             raise CaffeError(f"{self.path}: the database is empty")
+
     def __len__(self):
         return len(self.keys)
 
@@ -68,12 +70,20 @@ class Reader:
         return _shared_env(self.path).begin(buffers=False)
 
     def get(self, index):
-        key = self.keys[index % len(self.keys)]
+        return self.get_many([index])[0]
+
+    def get_many(self, indices):
+        """[(key, value)] of records `indices` (wrapping around, as Caffe's cursor), in one read
+        transaction: finding the process's environment (a realpath) costs more than a read."""
+        out = []
         with self._txn() as txn:
-            value = txn.get(key)
-        if value is None:
-            raise CaffeError(f"{self.path}: key {key!r} vanished while reading")
-        return key, value
+            for index in indices:
+                key = self.keys[index % len(self.keys)]
+                value = txn.get(key)
+                if value is None:
+                    raise CaffeError(f"{self.path}: key {key!r} vanished while reading")
+                out.append((key, value))
+        return out
 
     def items(self):
         """Every (key, value) in key order, in one read transaction."""

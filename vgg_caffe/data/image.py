@@ -11,6 +11,10 @@ with three additions that real ImageNet files need:
     for anything OpenCV cannot read.
 Arrays are always 3-D (H, W, C) with C = 3 (BGR) or 1 (grey).
 
+`probe` does the checks `decode` makes before decoding (format, truncation, the JPEG frame header:
+components and size), so that a caller can do them ahead and pass them in. `resize_corner` is
+`resize` followed by a crop of its top-left corner, the same pixels for less work.
+
 Speed option (off unless asked): `decode(..., reduce=f)` decodes a JPEG at 1/f of its size
 (f = 2, 4 or 8: libjpeg's DCT-domain scaling, OpenCV's IMREAD_REDUCED_*), ceil(H/f) x ceil(W/f)
 pixels, each close to the mean of an f x f block: several times less work when the image is then
@@ -89,20 +93,29 @@ def jpeg_truncated(data):
     return data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
 
 
-def decode(data, mode=COLOR, reduce=1):
+def probe(data):
+    """(format, frame): what decode() looks at before decoding -- sniff(data) and, for a JPEG,
+    jpeg_frame(data) (or None). Raises DecodeError for what it refuses to decode at all."""
+    if not data:
+        raise DecodeError("empty file")
+    kind = sniff(data)
+    if kind != "jpeg":
+        return kind, None
+    if jpeg_truncated(data):
+        raise DecodeError("truncated JPEG (no end-of-image marker after the last scan)")
+    return kind, jpeg_frame(data)
+
+
+def decode(data, mode=COLOR, reduce=1, probed=None):
     """Decode image bytes to an (H, W, C) uint8 array: BGR for COLOR, 1 channel for GRAY,
     whichever the file has for NATIVE. Raises DecodeError with a reason.
 
     reduce (2, 4 or 8; COLOR and GRAY only): a JPEG decodes at reduced_size(H, W, reduce);
-    anything else at full size (the caller compares the shape to see which it got)."""
-    if not data:
-        raise DecodeError("empty file")
-    kind = sniff(data)
-    if kind == "jpeg":
-        if jpeg_truncated(data):
-            raise DecodeError("truncated JPEG (no end-of-image marker after the last scan)")
-        if jpeg_components(data) == 4:
-            return _decode_pillow(data, mode, "CMYK JPEG")
+    anything else at full size (the caller compares the shape to see which it got).
+    probed: probe(data), when the caller has it already."""
+    kind, frame = probed or probe(data)
+    if frame and frame[0] == 4:
+        return _decode_pillow(data, mode, "CMYK JPEG")
     flag = _CV_FLAGS[mode]
     if reduce != 1 and kind == "jpeg":
         flag = _CV_REDUCED.get((mode, reduce), flag)
@@ -192,6 +205,32 @@ def resize(img, height, width):
     if img.shape[0] == height and img.shape[1] == width:
         return img
     return _keep3(cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR), img.shape[2])
+
+
+def resize_corner(img, height, width, rows, cols):
+    """resize(img, height, width)[:rows, :cols], the same pixels, resizing only the top-left part
+    of `img` those output pixels read (a random crop needs on average half of the image).
+
+    Exact, not an approximation: OpenCV computes output column x from source position
+    (x + 0.5) * W / w - 0.5 (and its neighbour), a function of x and of the scale alone. A
+    sub-image starting at (0, 0), resized with the whole image's scale (fx = w / W, fy = h / H,
+    passed as such so that OpenCV uses those doubles unchanged), therefore gives the same
+    coefficients and pixels everywhere except near its own far edges, which are kept at least two
+    source pixels beyond the last one read. A sub-image that would come out at its own size
+    (OpenCV then copies instead of interpolating), or too small, falls back to the whole resize.
+    tests/data/test_data_fast.py checks this against the whole resize on random sizes.
+    """
+    src_h, src_w = img.shape[:2]
+    if (src_h, src_w) == (height, width):
+        return img[:rows, :cols]
+    sub_h = min(src_h, -(-rows * src_h // height) + 3)
+    sub_w = min(src_w, -(-cols * src_w // width) + 3)
+    if (sub_h, sub_w) != (src_h, src_w):
+        out = cv2.resize(img[:sub_h, :sub_w], None, fx=width / src_w, fy=height / src_h,
+                         interpolation=cv2.INTER_LINEAR)
+        if out.shape[0] >= rows and out.shape[1] >= cols and out.shape[:2] != (sub_h, sub_w):
+            return _keep3(out, img.shape[2])[:rows, :cols]
+    return resize(img, height, width)[:rows, :cols]
 
 
 def min_side_size(height, width, side):

@@ -2,9 +2,10 @@
 
 Caffe's data layers prefetch batches on a background thread (BasePrefetchingDataLayer), into
 pinned host memory when the solver runs on a GPU. Here a sampler object says how to compute sample
-j of the global batch at an iteration (`sample`) and how to stack samples into tensors
-(`collate`); a BatchLoader runs `sample` either inline or in a pool of worker processes that work
-ahead on the next `prefetch` iterations. With workers, a background thread also collates the
+j of the global batch at an iteration (`sample`, or optionally `samples` for several j at once,
+which a sampler may do faster: vgg_layer.VGGSampler) and how to stack samples into tensors
+(`collate`); a BatchLoader runs them either inline or in a pool of worker processes that work
+ahead on the next `prefetch` iterations (each worker task is a chunk of samples). With workers, a background thread also collates the
 batches ahead (and pins them when `pin_memory`), so the training process only takes a finished
 batch. Since every sample is a pure function of (seed, iteration, j), the batches are identical
 with and without workers, and for any slice [start, stop) of the batch.
@@ -35,7 +36,14 @@ def _init_worker(sampler):
 
 def _run_chunk(args):
     iteration, js = args
-    return [_SAMPLER.sample(iteration, j) for j in js]
+    return _samples(_SAMPLER, iteration, js)
+
+
+def _samples(sampler, iteration, js):
+    """sampler.samples(iteration, js) where the sampler batches the work of several samples, else
+    one sample() each (the same payloads either way)."""
+    many = getattr(sampler, "samples", None)
+    return many(iteration, js) if many else [sampler.sample(iteration, j) for j in js]
 
 
 def _chunks(start, stop, parts):
@@ -113,7 +121,7 @@ class BatchLoader:
         if not 0 <= start <= stop <= self.batch_size:
             raise ValueError(f"batch slice [{start}, {stop}) outside [0, {self.batch_size})")
         if self.workers <= 0:
-            batch = self.sampler.collate([self.sampler.sample(iteration, j) for j in range(start, stop)])
+            batch = self.sampler.collate(_samples(self.sampler, iteration, range(start, stop)))
             return _pinned(batch) if self.pin_memory else batch
         if self.pool is None:
             self._start()
@@ -131,7 +139,7 @@ class BatchLoader:
     def samples(self, iteration, start=0, stop=None):
         """The per-sample payloads of samples [start, stop) at `iteration`, computed inline."""
         stop = self.batch_size if stop is None else stop
-        return [self.sampler.sample(iteration, j) for j in range(start, stop)]
+        return _samples(self.sampler, iteration, range(start, stop))
 
     def close(self):
         self.pending.clear()

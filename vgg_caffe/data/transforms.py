@@ -16,13 +16,24 @@ random, and shift the colours as AlexNet does (PCA lighting: add sum_i alpha_i l
 every RGB pixel, alpha_i ~ N(0, sigma)); the mean pixel is subtracted. In TEST: S = S_min, centre
 crop, no flip, no colour shift.
 
+The default rescale + crop gives exactly the pixels of cv2.resize of the whole image cropped, but
+computes only the top-left part of the rescale it needs (image.resize_corner). `vgg_plan` works the
+geometry out from the stored size alone, so that a batch can be planned from the records' headers
+before anything is decoded; `vgg_apply` then crops; `vgg_crop` is the two in one.
+
 Speed options of `vgg_crop` (off by default; bench/bench_data_speed.py measures them):
-  fast_resize  the crop is sampled straight from the decoded image by one bilinear warp
-               (cv2.warpAffine, replicated borders, the flip folded in), instead of resizing the
-               whole image to S and cropping: the same sample positions, ((x + 0.5) * W / w - 0.5
-               for output column x), but OpenCV's warp quantises them to 1/32 pixel where its
-               resize uses 1/2048, so pixels differ by rounding: a mean of about 0.15 grey levels
-               and at most a few levels at sharp edges (real photos, S in [256, 512]).
+  fast_resize  the crop is resized from a small window of the decoded image, not from the image
+               up to the crop's far corner: cv2.resize of the window with the whole image's scale.
+               The window's origin is chosen (starting up to ALIGN_MAX rows or columns of output
+               before the crop) so that its sample positions are the exact ones, (x + 0.5) * W / w
+               - 0.5 for output column x, shifted by at most ALIGN_TOL = 1/64 decoded pixel, the
+               same for the whole crop. Where there is no such window (a few % of crops; or should
+               OpenCV's resize of it come out short), the crop is sampled by one bilinear warp
+               (cv2.warpAffine, replicated borders, the flip folded in), which rounds each position
+               to 1/32 pixel (fast_resize used to sample every crop so: 0.15 grey levels from the
+               default on average). Pixels differ from the default by rounding: a mean of about
+               0.09 grey levels and at most a few levels at sharp edges (real photos, S in [256,
+               512]).
   reduced      the image was decoded at 1/f of its stored size (vgg_caffe.data.image.decode,
                reduce=f, chosen so that S * f <= the smaller stored side): the geometry (S,
                crop offsets) is still computed on the stored size, and the pixels are libjpeg's
@@ -41,6 +52,12 @@ EIGVAL = np.array([0.2175, 0.0188, 0.0045])
 EIGVEC = np.array([[-0.5675, 0.7192, 0.4009],
                    [-0.5808, -0.0045, -0.8140],
                    [-0.5836, -0.6948, 0.4203]])
+# fast_resize's window: the largest shift from the exact sample positions, in decoded pixels
+# (the warp it replaces rounds each position by up to 1/64), and the most rows or columns resized
+# in front of the crop to find such a window (a window row or column is found within 32 tries
+# on average; the window costs (crop + o_y) * (crop + o_x) output pixels).
+ALIGN_TOL = 1 / 64
+ALIGN_MAX = 128
 
 
 def crop_offset(size, crop, u, train):
@@ -87,7 +104,8 @@ def vgg_sample(img, draws, crop, train):
 
 
 def vgg_crop(img, draws, crop, train, stored=None, reduced=1, fast_resize=False):
-    """The (crop, crop, 3) uint8 crop, flipped if drawn, of `img` rescaled to smallest side S.
+    """The (crop, crop, 3) uint8 crop, flipped if drawn, of `img` rescaled to smallest side S
+    (a view, not necessarily contiguous, when not flipped).
 
     stored, reduced: `img` is the decode at 1/reduced of an image stored at (H, W) = stored
     (its size image.reduced_size(H, W, reduced)); S and the crop offsets are computed on the
@@ -95,30 +113,72 @@ def vgg_crop(img, draws, crop, train, stored=None, reduced=1, fast_resize=False)
     """
     if img.shape[2] == 1:
         img = np.repeat(img, 3, axis=2)
-    height, width = stored or img.shape[:2]
+    return vgg_apply(img, vgg_plan(stored or img.shape[:2], draws, crop, train, reduced, fast_resize))
+
+
+def vgg_plan(stored, draws, crop, train, reduced=1, fast_resize=False):
+    """The geometry of vgg_crop for an image stored at (H, W) = stored, before it is decoded (the
+    layer plans a batch from the records' headers first: see vgg_layer.VGGSampler.samples)."""
+    height, width = stored
     h, w = image.min_side_size(height, width, draws["S"])
     y = crop_offset(h, crop, draws["uy"], train)
     x = crop_offset(w, crop, draws["ux"], train)
-    if fast_resize:
-        return _warp_crop(img, (height, width), reduced, (h, w), y, x, crop, draws["flip"])
-    out = image.resize(img, h, w)[y:y + crop, x:x + crop]
-    return np.ascontiguousarray(out[:, ::-1] if draws["flip"] else out)
+    if not fast_resize:
+        return "corner", (h, w, y, x), crop, draws["flip"], None
+    # Decoded pixels per output pixel (the decode is the stored image reduced by `reduced`).
+    sy, sx = height / h / reduced, width / w / reduced
+    rows = _window(y, sy, -(-height // reduced), crop)
+    cols = _window(x, sx, -(-width // reduced), crop)
+    if rows and cols:
+        return "window", (rows, cols, 1 / sy, 1 / sx), crop, draws["flip"], (sy, sx, y, x)
+    return "warp", _warp_matrix(sy, sx, y, x, crop, draws["flip"]), crop, draws["flip"], None
 
 
-def _warp_crop(img, stored, f, size, y, x, crop, flip):
-    """Rows [y, y+crop) and columns [x, x+crop) of the stored image rescaled to `size`, sampled
-    from `img` (the stored image, or its decode reduced by f) by one bilinear warp."""
+def vgg_apply(img, plan):
+    """The crop of an (H', W', 3) uint8 `img` as `plan` (vgg_plan) says."""
+    kind, how, crop, flip, warp = plan
+    if kind == "corner":
+        # Only the top-left part of the rescaled image up to the crop's far corner is computed
+        # (the same pixels, see image.resize_corner); the crop is a view of it.
+        h, w, y, x = how
+        out = image.resize_corner(img, h, w, y + crop, x + crop)[y:, x:]
+        return cv2.flip(out, 1) if flip else out
+    if kind == "window":
+        (oy, r0, nr), (ox, c0, nc), fy, fx = how
+        out = cv2.resize(img[r0:r0 + nr, c0:c0 + nc], None, fx=fx, fy=fy, interpolation=cv2.INTER_LINEAR)
+        # Unless too small, or copied (OpenCV copies when the size comes out unchanged):
+        if out.shape[0] >= oy + crop and out.shape[1] >= ox + crop and \
+                (out.shape[:2] != (nr, nc) or fx == fy == 1):
+            out = out[oy:oy + crop, ox:ox + crop]
+            return cv2.flip(out, 1) if flip else out
+        how = _warp_matrix(*warp, crop, flip)
+    return cv2.warpAffine(img, how, (crop, crop), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def _window(y, s, size, crop):
+    """(o, r0, n): output rows [o, o + crop) of source rows [r0, r0 + n) resized by 1 / s are
+    rows [y, y + crop) of the whole image resized, shifted by at most ALIGN_TOL source pixels;
+    None if no o <= ALIGN_MAX does. Window row i samples r0 + (i + 0.5) * s - 0.5, and row
+    y + i - o of the whole image (y + i - o + 0.5) * s - 0.5: they agree when r0 = (y - o) * s."""
+    top = 0.5 / s - 0.5   # row o reads no row above the window (clamped there) unless r0 = 0
+    for o in range(min(y, ALIGN_MAX) + 1):
+        p = (y - o) * s
+        r0 = int(p + 0.5)
+        if -ALIGN_TOL <= r0 - p <= ALIGN_TOL and (o >= top or r0 == 0):
+            return o, r0, min(size - r0, int((o + crop) * s) + 3)
+    return None
+
+
+def _warp_matrix(sy, sx, y, x, crop, flip):
+    """The inverse map of the warp sampling rows [y, y+crop) and columns [x, x+crop) of the
+    rescaled image from the decode, sy x sx decoded pixels per output pixel."""
     # Output pixel (i, j) sits at (y + i + 0.5) * H / h - 0.5 in stored pixels; in a decode
     # reduced by f (one pixel per f x f block) stored pixel u is at (u + 0.5) / f - 0.5.
-    sy = stored[0] / size[0] / f
-    sx = stored[1] / size[1] / f
     ty = (y + 0.5) * sy - 0.5
     if flip:   # output column j is crop column crop - 1 - j
-        m = np.array([[-sx, 0.0, (x + crop - 0.5) * sx - 0.5], [0.0, sy, ty]])
-    else:
-        m = np.array([[sx, 0.0, (x + 0.5) * sx - 0.5], [0.0, sy, ty]])
-    return cv2.warpAffine(img, m, (crop, crop), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_REPLICATE)
+        return np.array([[-sx, 0.0, (x + crop - 0.5) * sx - 0.5], [0.0, sy, ty]])
+    return np.array([[sx, 0.0, (x + 0.5) * sx - 0.5], [0.0, sy, ty]])
 
 
 # -- Caffe -------------------------------------------------------------------------------------

@@ -19,12 +19,21 @@ optionally seed (0), workers ("auto": in this process on a CPU, the cores shared
 on a GPU, set by the solver; 0: always in this process), prefetch (2 iterations ahead), and the
 speed options (false by default; their pixel-level differences are stated in transforms.py):
 reduced_decode (decode a JPEG at 1/2, 1/4 or 1/8 of its stored size when S is at most that
-fraction of its smaller side) and fast_resize (sample the crop by one bilinear warp instead of
-resizing the whole image).
-The batch is built with few copies: each sample is its HWC crop (as decoded), and the colour
-shift, the mean and the conversion to float happen in one pass per sample into an NHWC batch,
-handed on as an NCHW-shaped tensor in channels-last memory -- the layout Net feeds its
-convolutions (vgg_caffe.precision), so no transpose is made on either side.
+fraction of its smaller side) and fast_resize (resize the crop from a small window of the decoded
+image instead of resizing the whole image).
+How a batch is made fast (bench/bench_data_speed.py; none of it changes a pixel):
+  * two passes over the batch (VGGSampler.samples): first every sample's Python steps (the reads,
+    in one LMDB transaction, the Datum parse, the random draws, the JPEG header checks and the
+    crop's geometry from the header's size), then the decodes and crops, OpenCV calls with little
+    Python between them (a decode evicts the interpreter from the CPU caches, and Python run
+    between decodes is several times slower);
+  * the default crop resizes only the top-left part of the image up to the crop's far corner,
+    which gives exactly the whole rescale's pixels (image.resize_corner); the crop is a view of it,
+    a flip one cv2.flip;
+  * the colour shifts of the batch in one product, then the shift, the mean and the conversion
+    to float in one OpenCV pass per sample into an NHWC batch (a recycled buffer), handed on as an
+    NCHW-shaped tensor in channels-last memory -- the layout Net feeds its convolutions
+    (vgg_caffe.precision), so no transpose is made on either side.
 """
 import json
 import sys
@@ -66,7 +75,8 @@ class BatchBuffers:
 
 class VGGSampler:
     """Sample j of the batch at an iteration -> (uint8 HWC crop, colour-shift alphas, label);
-    collate turns samples into the batch. Picklable (worker processes)."""
+    samples() computes several at once (the loader's inline batches and worker chunks), collate
+    turns samples into the batch. Picklable (worker processes)."""
 
     def __init__(self, reader, batch_size, train, scale, crop, mirror, color_shift, mean, seed,
                  reduced_decode=False, fast_resize=False):
@@ -82,45 +92,81 @@ class VGGSampler:
         return state
 
     def sample(self, iteration, j):
-        key, value = self.reader.get(iteration * self.batch_size + j)
+        return self.samples(iteration, [j])[0]
+
+    def samples(self, iteration, js):
+        """[sample(iteration, j) for j in js], in two passes: every sample's Python steps first
+        (read, parse, random draws, the decoder's header checks, the crop's geometry from the
+        stored size), then the decodes and crops (OpenCV calls, little Python between them). A
+        decode evicts the interpreter's working set from the CPU caches, and Python code run
+        between two decodes is several times slower (the draws: 0.03 ms alone, 0.13 ms after a
+        decode). The samples are the same either way."""
+        records = [self._record(iteration, j, kv) for j, kv in zip(js, self._read(iteration, js))]
+        return [self._crop(*r) for r in records]
+
+    def _read(self, iteration, js):
+        return self.reader.get_many([iteration * self.batch_size + j for j in js])
+
+    def _record(self, iteration, j, kv):
+        key, value = kv
         where = f"{self.reader.path}: key {key.decode(errors='replace')}"
         d = datum_io.parse(value, where)
         draws = transforms.vgg_draws(self.seed, iteration, j, self.train, self.scale, self.mirror,
                                      self.color_shift)
-        img, stored, factor = self._image(d, draws["S"], where)
+        data = probed = stored = plan = None
+        factor = 1
+        if d.encoded:
+            data = d.data
+            try:
+                probed = image.probe(data)
+            except image.DecodeError as e:
+                raise CaffeError(f"{where}: encoded Datum does not decode ({e})") from None
+            if probed[1]:   # a JPEG: its frame header gives the stored size
+                stored = probed[1][1:]
+                if self.reduced_decode and probed[1][0] != 4:   # (CMYK goes through Pillow)
+                    factor = image.reduction(*stored, draws["S"])
+        elif d.data:
+            stored = (d.height, d.width)
+        if stored:
+            plan = transforms.vgg_plan(stored, draws, self.crop, self.train, factor, self.fast_resize)
+        return d, data, probed, draws, stored, factor, plan, float(d.label), where
+
+    def _crop(self, d, data, probed, draws, stored, factor, plan, label, where):
+        """Decode, then crop as planned when the decode has the planned size: the stored size
+        reduced by `factor` (reduced only when asked and S allows). Otherwise (a JPEG the decoder
+        rotates by its EXIF orientation, a PNG, float data) the geometry comes from the decode."""
+        if data is None:
+            img = datum_io.to_image(d, image.COLOR, where)
+        else:
+            try:
+                img = image.decode(data, image.COLOR, factor, probed)
+            except image.DecodeError as e:
+                raise CaffeError(f"{where}: encoded Datum does not decode ({e})") from None
         if img.dtype != np.uint8:
             img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
-        crop = transforms.vgg_crop(img, draws, self.crop, self.train, stored, factor, self.fast_resize)
-        return crop, draws["alpha"], float(d.label)
-
-    def _image(self, d, side, where):
-        """(decoded image, stored (H, W), reduction): reduced only when asked and S allows."""
-        if self.reduced_decode and d.encoded:
-            frame = image.jpeg_frame(d.data) if image.sniff(d.data) == "jpeg" else None
-            factor = image.reduction(frame[1], frame[2], side) if frame and frame[0] != 4 else 1
-            if factor > 1:
-                try:
-                    img = image.decode(d.data, image.COLOR, reduce=factor)
-                except image.DecodeError as e:
-                    raise CaffeError(f"{where}: encoded Datum does not decode ({e})") from None
-                if img.shape[:2] == image.reduced_size(frame[1], frame[2], factor):
-                    return img, frame[1:], factor
-                return img, None, 1  # the decoder gave the full size after all
-        return datum_io.to_image(d, image.COLOR, where), None, 1
+        if stored and img.shape[:2] == image.reduced_size(*stored, factor):
+            if img.shape[2] == 3:
+                return transforms.vgg_apply(img, plan), draws["alpha"], label
+            crop = transforms.vgg_crop(img, draws, self.crop, self.train, stored, factor, self.fast_resize)
+        else:   # as decoded, e.g. at full size after all
+            crop = transforms.vgg_crop(img, draws, self.crop, self.train, None, 1, self.fast_resize)
+        return crop, draws["alpha"], label
 
     def collate(self, samples):
         # The colour shifts of the whole batch in one product; then one pass per sample: uint8
-        # HWC crop + (shift - mean) -> float32, written into an NHWC batch by OpenCV's vectorised
-        # add (5x NumPy's mixed-type add).
+        # HWC crop (a view is fine) + (shift - mean) -> float32, written into an NHWC batch by
+        # OpenCV's vectorised add (5x NumPy's mixed-type add, 2x torch's; the pass is bound by
+        # writing the float32 batch, so one op per sample costs no more than one per batch).
         n = len(samples)
         h, w, c = samples[0][0].shape if n else (0, 0, 3)
         alphas = np.array([s[1] for s in samples], np.float64).reshape(n, 3)
         shifts = (transforms.color_shifts_bgr(alphas) - self.mean).astype(np.float32)
         data = self.buffers.take((n, h, w, c))
-        for k, ((crop, _, _), shift) in enumerate(zip(samples, shifts)):
-            out = cv2.add(crop, tuple(float(v) for v in shift) + (0.0,), dst=data[k], dtype=cv2.CV_32F)
-            if not np.shares_memory(out, data[k]):  # OpenCV allocated instead of writing in place
-                data[k] = out
+        for k, ((crop, _, _), shift) in enumerate(zip(samples, shifts.tolist())):
+            dst = data[k]
+            out = cv2.add(crop, (*shift, 0.0), dst=dst, dtype=cv2.CV_32F)
+            if out is not dst:  # OpenCV allocated instead of writing in place
+                dst[...] = out
         labels = np.array([s[2] for s in samples], np.float32)
         # NCHW shape, NHWC memory (channels-last): what Net feeds its convolutions.
         return [torch.from_numpy(data).permute(0, 3, 1, 2), torch.from_numpy(labels)]

@@ -143,6 +143,9 @@ def _copy_blob(param, blob):
         blob.read(data.numpy())     # straight from the file into the parameter
     else:
         data.copy_(torch.from_numpy(blob.read()).reshape(data.shape))
+    # Writes through .data / numpy are invisible to the parameter's version counter; count this
+    # one, so that what keys on it (vgg_caffe.weight_casts) sees new weights.
+    torch.autograd.graph.increment_version(param)
 
 
 def save_net(net, path, v1=False):

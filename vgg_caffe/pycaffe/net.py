@@ -65,6 +65,10 @@ class Net(NetViews):
     def _attach(self, runtime):
         self.runtime = runtime
         self.phase = runtime.phase
+        # Scripts write weights through numpy views, which torch's version counters do not see:
+        # no bf16 weight copies may outlive a pass (vgg_caffe.weight_casts).
+        runtime.weight_casts = False
+        runtime.forget_weight_casts()
         for module in runtime.layers.values():
             if getattr(module, "inplace", False):
                 module.inplace = False   # the runner keeps each bottom's value for backward
