@@ -143,3 +143,13 @@ def test_pycaffe_nets_cast_every_pass(tmp_path):
     path.write_text(NET)
     net = pycaffe.Net(str(path), pycaffe.TEST)
     assert net.runtime.weight_casts is False
+
+
+def test_layers_kept_in_float32_get_no_copies(monkeypatch):
+    # A convolution marked fp32_only runs in an FP32 island: it must see its float32 weights.
+    net, x = make(), x_in(6)
+    monkeypatch.setattr(type(net.layer("conv")), "fp32_only", True, raising=False)
+    net.__dict__.pop("_speed_state", None)
+    got = run(net, x)
+    assert id(net.params["conv"][0]) not in net._weight_casts.copies
+    assert torch.equal(got, run(net, x, cached=False))

@@ -53,9 +53,11 @@ class WeightCasts:
 
     def cast_params(self, net):
         """{id(param): param} of the parameters autocast would cast."""
+        from .precision import fp32_only   # (precision imports this module)
+
         found = {}
         for layer in net.layers.values():
-            if layer.type in CAST_TYPES:
+            if layer.type in CAST_TYPES and not fp32_only(layer):   # an FP32 island computes in float32
                 for i in cast_blob_indices(layer):
                     p = layer.blobs[i]
                     if p.dtype == torch.float32:
