@@ -18,12 +18,11 @@ Results: bench/results/compile.json.
 import argparse
 import json
 import os
-import time
 
 import torch
 
 from bench._report import result_path, write
-from bench.bench_overhead import PROTO, interleaved, objective, random_weights
+from bench.bench_overhead import PROTO, infer_ours, interleaved, random_weights, step_ours
 from vgg_caffe import compiled as compiled_mod, precision as speed
 from vgg_caffe.errors import run_cli
 from vgg_caffe.net import Net
@@ -35,8 +34,8 @@ MODES = ("infer_fp32", "infer_bf16", "train_fp32", "train_bf16")
 def trial_of(net, mode, train):
     """The compiled runner's own trial for this kind of pass: best compiled and eager times (the
     raw compiled speed) and what it kept."""
-    for key, runner in net.__dict__.get("_speed_state", {}).get("runners", {}).items():
-        if isinstance(runner, compiled_mod.Compiled) and key[0] == (mode == "bf16") and train in runner.trials:
+    for key, runner in speed.compiled_runners(net).items():
+        if key[0] == (mode == "bf16") and train in runner.trials:
             t = runner.trials[train]
             if not t.times["compiled"] or not t.times["eager"]:
                 break
@@ -67,14 +66,7 @@ def main(argv=None):
         def run():
             net.precision, net.torch_compile = mode, compiled
             net.train(train)
-            t0 = time.perf_counter()
-            if train:
-                net.zero_grad(set_to_none=True)
-                objective(net(data=x)["prob"], labels).backward()
-            else:
-                with torch.no_grad():
-                    net(data=x)
-            return time.perf_counter() - t0
+            return step_ours(net, x, labels) if train else infer_ours(net, x)
         return run
 
     results, first_call, trial = {}, {}, {}

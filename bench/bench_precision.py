@@ -38,7 +38,8 @@ import numpy as np
 import torch
 
 from bench._report import result_path, write
-from bench.bench_overhead import PROTO, infer_opencv, interleaved, objective, random_weights, twin_of
+from bench.bench_overhead import (PROTO, infer_ours, infer_opencv, interleaved, objective, random_weights, step_ours,
+                                  twin_of)
 from vgg_caffe.errors import run_cli
 from vgg_caffe.net import Net
 
@@ -115,15 +116,7 @@ def main(argv=None):
     def ours(mode, train, keep=None):
         def run():
             net.precision, net.keep_blobs = mode, keep
-            if train:
-                net.zero_grad(set_to_none=True)
-                t0 = time.perf_counter()
-                objective(net(data=x)["prob"], labels).backward()
-            else:
-                t0 = time.perf_counter()
-                with torch.no_grad():
-                    net(data=x)
-            return time.perf_counter() - t0
+            return step_ours(net, x, labels) if train else infer_ours(net, x)
         return run
 
     def theirs(bf16, train):

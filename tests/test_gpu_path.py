@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 import torch
 
+from interrupt import signal_after
 from vgg_caffe import rng
 from vgg_caffe.errors import CaffeError
 from vgg_caffe.net import Net
@@ -282,28 +283,10 @@ def test_sigterm_to_torchrun_snapshots_and_stops_every_worker(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
     for v in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(v, None)
-    proc = subprocess.Popen([torchrun, "--standalone", "--nnodes", "1", "--nproc-per-node", "2", "-m",
+    # A cluster's preemption: torchrun passes SIGTERM on to the workers.
+    _, lines = signal_after([torchrun, "--standalone", "--nnodes", "1", "--nproc-per-node", "2", "-m",
                              "vgg_caffe.solve", str(solver), "--no-progress", "--device", "cpu",
-                             "--log-file", str(tmp_path / "log.txt")],
-                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
-    lines, started = [], threading.Event()
-
-    def read():
-        for line in proc.stderr:
-            lines.append(line)
-            if "] Iteration 5 " in line:
-                started.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        assert started.wait(180), "".join(lines[-20:])
-        proc.send_signal(signal.SIGTERM)   # a cluster's preemption: torchrun passes it to the workers
-        proc.wait(120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    reader.join(10)
+                             "--log-file", str(tmp_path / "log.txt")], env, ROOT, signal.SIGTERM)
     log = (tmp_path / "log.txt").read_text()
     assert log.count("Optimization stopped early.") == 1, "".join(lines[-30:])
     snaps = [f for f in os.listdir(tmp_path) if f.endswith(".solverstate")]

@@ -14,13 +14,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 
 import cv2
 import numpy as np
 import pytest
 import skimage.data
 
+from interrupt import signal_after
 from vgg_caffe.vgg import netgen
 from vgg_caffe import solve
 from vgg_caffe.data import datum as datum_io
@@ -209,26 +209,9 @@ def test_ctrl_c_on_the_launcher_snapshots_and_stops_every_worker(setup, tmp_path
     d, nets = setup
     solver = _solver_file(tmp_path, nets[8], str(tmp_path / "snap"), max_iter=100000, snapshot=0)
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-m", "vgg_caffe.solve", solver, "--no-progress", "--cpu-workers", "2"],
-                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
-    lines, started = [], threading.Event()
-
-    def read():
-        for line in proc.stderr:
-            lines.append(line)
-            if "] Iteration 5 " in line:
-                started.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        assert started.wait(180), "".join(lines[-20:])
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(120) == 0, "".join(lines[-20:])
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    reader.join(10)
+    code, lines = signal_after([sys.executable, "-m", "vgg_caffe.solve", solver, "--no-progress", "--cpu-workers", "2"],
+                               env, ROOT, signal.SIGINT)
+    assert code == 0, "".join(lines[-20:])
     log = "".join(lines)
     assert log.count("Optimization stopped early.") == 1
     snaps = [f for f in os.listdir(tmp_path) if f.endswith(".solverstate")]

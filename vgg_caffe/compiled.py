@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from .errors import CaffeError
+from .errors import CaffeError, first_line
 
 TRIAL = 3
 
@@ -33,11 +33,6 @@ def compiler_unavailable():
     if not any(n and shutil.which(n) for n in names):
         return "no C++ compiler (g++, c++ or clang++) on PATH"
     return None
-
-
-def first_line(error):
-    text = str(error).strip().splitlines()
-    return text[0][:200] if text else type(error).__name__
 
 
 class PassTimer:
@@ -82,14 +77,15 @@ class Trial:
         self.choice = None
 
     def next_way(self):
+        """(way of the next pass, whether the trial was decided just now)."""
         self.close()
         if self.choice is not None:
-            return self.choice
+            return self.choice, False
         e, c = (len(self.times[k]) for k in ("eager", "compiled"))
-        if min(e, c) >= TRIAL:
-            self.choice = "compiled" if min(self.times["compiled"]) < min(self.times["eager"]) else "eager"
-            return None            # decided now: the caller says so
-        return "eager" if e <= c else "compiled"
+        if min(e, c) < TRIAL:
+            return ("eager" if e <= c else "compiled"), False
+        self.choice = "compiled" if min(self.times["compiled"]) < min(self.times["eager"]) else "eager"
+        return self.choice, True
 
     def close(self):
         if self.pending is not None:
@@ -113,7 +109,7 @@ class Compiled:
             try:
                 self.compiled = torch.compile(module)
             except Exception as e:  # any failure of the compiler means: run uncompiled
-                reason = f"torch.compile raised {type(e).__name__}: {first_line(e)}"
+                reason = f"torch.compile raised {type(e).__name__}: {first_line(e, 200)}"
         if reason is not None:
             self._fall_back(reason)
 
@@ -133,10 +129,9 @@ class Compiled:
             return self._compile_call(feeds)
         grad = torch.is_grad_enabled()
         trial = self.trials.setdefault(grad, Trial())
-        way = trial.next_way()
-        if way is None:
+        way, decided = trial.next_way()
+        if decided:
             self._say_choice(grad, trial)
-            way = trial.choice
         if trial.choice is not None:
             return self._run(way, feeds)
         t0 = time.perf_counter()
@@ -152,7 +147,7 @@ class Compiled:
         except CaffeError:
             raise  # the net's own error (a bad label, a shape): not the compiler's
         except Exception as e:
-            self._fall_back(f"{type(e).__name__} when compiling: {first_line(e)}")
+            self._fall_back(f"{type(e).__name__} when compiling: {first_line(e, 200)}")
             return self.eager(*feeds)
 
     def _compile_call(self, feeds):

@@ -10,6 +10,14 @@ class CaffeError(Exception):
     """A problem with the user's input: a prototxt, a weights file, a database, a shape."""
 
 
+def first_line(error, limit=None):
+    """The first line of an exception's message (its type's name when it has none), cut to
+    `limit` characters when given: what a one-line notice quotes of an error from a library."""
+    text = str(error).strip().splitlines()
+    line = text[0] if text else type(error).__name__
+    return line[:limit] if limit else line
+
+
 def run_cli(main):
     """Run a command-line main(), turning CaffeError into a one-line message and exit status 1."""
     import sys

@@ -19,6 +19,7 @@ the next instead of going back to the system: free_bytes() says how much, and th
 """
 import ctypes
 import ctypes.util
+import functools
 import os
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
@@ -35,12 +36,19 @@ class _MallInfo2(ctypes.Structure):
                  "keepcost")]
 
 
+@functools.lru_cache(maxsize=1)
 def _libc():
+    """glibc, or None. Looked up once: find_library runs ldconfig, and free_bytes is called by
+    every memory check."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc if hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version") else None
     except OSError:
         return None
+    if not (hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version")):
+        return None
+    if hasattr(libc, "mallinfo2"):
+        libc.mallinfo2.restype = _MallInfo2
+    return libc
 
 
 def reuse_freed_memory():
@@ -75,7 +83,6 @@ def free_bytes():
     libc = _libc()
     if libc is None or not hasattr(libc, "mallinfo2"):
         return 0
-    libc.mallinfo2.restype = _MallInfo2
     try:
         return int(libc.mallinfo2().fordblks)
     except (OSError, ValueError):

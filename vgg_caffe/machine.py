@@ -26,6 +26,7 @@ overrides it) is refused at once, before it is read. Weights belong in a binary 
 import math
 import os
 
+from . import hostmem
 from .errors import CaffeError
 
 MAX_TEXT_MB = 16
@@ -51,8 +52,7 @@ def available_bytes():
     found = min(found, limit) if limit is not None else found
     # Memory this process freed and malloc keeps for it (vgg_caffe.hostmem) is not in
     # MemAvailable, but the next blob gets it first.
-    from .hostmem import free_bytes
-    return found + free_bytes()
+    return found + hostmem.free_bytes()
 
 
 def _cgroup_room():

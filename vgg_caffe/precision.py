@@ -232,10 +232,9 @@ def runner(net, mode, device_type):
 def eager_caller(net, module):
     """module(*feeds), through the net's bf16 weight casts in passes where they apply."""
     def call(*feeds):
-        if weight_casts.applies(net, net.precision):
+        if weight_casts.applies(net):
             return weight_casts.casts_of(net).run(net, module, feeds)
         return module(*feeds)
-    call.module = module
     return call
 
 
@@ -296,14 +295,18 @@ def island_call(net, layer):
     return layer
 
 
+def compiled_runners(net):
+    """{runner key: Compiled} of the net's compiled runners."""
+    state = net.__dict__.get("_speed_state", {})
+    return {k: r for k, r in state.get("runners", {}).items() if isinstance(r, Compiled)}
+
+
 def compile_seconds(net):
     """The first-call (compile) time of the net's compiled runners, {key: s}."""
-    state = net.__dict__.get("_speed_state", {})
-    return {k: r.first_call_s for k, r in state.get("runners", {}).items() if isinstance(r, Compiled)}
+    return {k: r.first_call_s for k, r in compiled_runners(net).items()}
 
 
 def compile_choices(net):
     """What the compile trials of the net's compiled runners kept, {key: {"train"|"inference":
     "compiled"|"eager"|None (still on trial)}}."""
-    state = net.__dict__.get("_speed_state", {})
-    return {k: r.choice for k, r in state.get("runners", {}).items() if isinstance(r, Compiled)}
+    return {k: r.choice for k, r in compiled_runners(net).items()}

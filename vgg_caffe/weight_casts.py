@@ -83,10 +83,10 @@ class WeightCasts:
         return functional_call(module, swap, tuple(feeds), strict=False)
 
 
-def applies(net, mode):
-    """Whether an uncompiled pass may use the cached copies: bf16, no autograd graph, and the net
-    allows it. (Compiled passes cast inside the compiled code.)"""
-    return mode == "bf16" and not torch.is_grad_enabled() and getattr(net, "weight_casts", True)
+def applies(net):
+    """Whether an uncompiled pass of `net` may use the cached copies: bf16, no autograd graph, and
+    the net allows it. (Compiled passes cast inside the compiled code.)"""
+    return net.precision == "bf16" and not torch.is_grad_enabled() and getattr(net, "weight_casts", True)
 
 
 def casts_of(net):

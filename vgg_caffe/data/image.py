@@ -226,11 +226,21 @@ def resize_corner(img, height, width, rows, cols):
     sub_h = min(src_h, -(-rows * src_h // height) + 3)
     sub_w = min(src_w, -(-cols * src_w // width) + 3)
     if (sub_h, sub_w) != (src_h, src_w):
-        out = cv2.resize(img[:sub_h, :sub_w], None, fx=width / src_w, fy=height / src_h,
-                         interpolation=cv2.INTER_LINEAR)
-        if out.shape[0] >= rows and out.shape[1] >= cols and out.shape[:2] != (sub_h, sub_w):
-            return _keep3(out, img.shape[2])[:rows, :cols]
+        out = resize_part(img, 0, 0, sub_h, sub_w, height / src_h, width / src_w, rows, cols)
+        if out is not None:
+            return out[:rows, :cols]
     return resize(img, height, width)[:rows, :cols]
+
+
+def resize_part(img, r0, c0, nr, nc, fy, fx, rows, cols):
+    """The bilinear resize of img[r0:r0 + nr, c0:c0 + nc] by (fy, fx), given as scale factors so
+    that OpenCV uses those doubles unchanged; None when it cannot stand for part of a whole
+    resize: it has fewer than rows x cols pixels, or OpenCV copied the part instead of
+    interpolating (it does when the size comes out unchanged while the scale is not 1)."""
+    out = cv2.resize(img[r0:r0 + nr, c0:c0 + nc], None, fx=fx, fy=fy, interpolation=cv2.INTER_LINEAR)
+    if out.shape[0] < rows or out.shape[1] < cols or (out.shape[:2] == (nr, nc) and not fx == fy == 1):
+        return None
+    return _keep3(out, img.shape[2])
 
 
 def min_side_size(height, width, side):

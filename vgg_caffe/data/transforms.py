@@ -145,13 +145,11 @@ def vgg_apply(img, plan):
         return cv2.flip(out, 1) if flip else out
     if kind == "window":
         (oy, r0, nr), (ox, c0, nc), fy, fx = how
-        out = cv2.resize(img[r0:r0 + nr, c0:c0 + nc], None, fx=fx, fy=fy, interpolation=cv2.INTER_LINEAR)
-        # Unless too small, or copied (OpenCV copies when the size comes out unchanged):
-        if out.shape[0] >= oy + crop and out.shape[1] >= ox + crop and \
-                (out.shape[:2] != (nr, nc) or fx == fy == 1):
+        out = image.resize_part(img, r0, c0, nr, nc, fy, fx, oy + crop, ox + crop)
+        if out is not None:
             out = out[oy:oy + crop, ox:ox + crop]
             return cv2.flip(out, 1) if flip else out
-        how = _warp_matrix(*warp, crop, flip)
+        how = _warp_matrix(*warp, crop, flip)   # a window that came out short or copied
     return cv2.warpAffine(img, how, (crop, crop), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_REPLICATE)
 

@@ -15,7 +15,7 @@ import secrets
 import torch
 import torch.distributed as dist
 
-from ..errors import CaffeError
+from ..errors import CaffeError, first_line
 
 DEFAULT_WORKER_TIMEOUT = 600.0  # seconds; long enough for rank 0 to write a VGG-16 snapshot
 DEFAULT_BUCKET_BYTES = 64 << 20  # all-reduce buffers of ~64 MB: few calls, bounded extra memory
@@ -103,7 +103,7 @@ def make_allreduce(group=None, bucket_bytes=DEFAULT_BUCKET_BYTES, before=None, p
     def lost(e, what):
         behind = progress.behind_text() if progress is not None else ""
         return PeerLost(f"rank {dist.get_rank(group)}: {what} failed; {behind or 'another worker died or stopped responding'}: "
-                        f"{_first_line(e)}")
+                        f"{first_line(e)}")
 
     def allreduce(tensors):
         if before is not None:
@@ -242,11 +242,6 @@ class PeerLost(CaffeError):
     """A collective failed because another worker died, hung, or timed out."""
 
 
-def _first_line(exc):
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 @dataclasses.dataclass
 class Worker:
     """One process of the job: its place and what it computes on."""
@@ -283,4 +278,4 @@ def init_process_group(worker, init_method):
         dist.init_process_group(**kwargs)
     except (RuntimeError, ValueError, dist.DistError) as e:
         raise CaffeError(f"rank {worker.rank}: could not join the process group ({init_method}, "
-                         f"{worker.backend}, timeout {worker.timeout:g}s): {_first_line(e)}") from e
+                         f"{worker.backend}, timeout {worker.timeout:g}s): {first_line(e)}") from e

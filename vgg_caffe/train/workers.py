@@ -11,11 +11,10 @@ import time
 import torch
 import torch.distributed as dist
 
-from ..errors import CaffeError
+from ..errors import CaffeError, first_line
 from .collective import (
     PeerLost,
     CollectiveCounts,
-    _first_line,
     agreed_seed,
     init_process_group,
     laggards,
@@ -139,7 +138,7 @@ def _spawned(worker, init_method, train_fn, args, rundir, launcher_pid):
     except BaseException as e:
         if isinstance(e, SystemExit) and e.code in (0, None):
             raise
-        _write_status(status_path, f"{type(e).__name__}: {_first_line(e)}")
+        _write_status(status_path, f"{type(e).__name__}: {first_line(e)}")
         raise
 
 
