@@ -10,8 +10,15 @@ and colour shift, TRAIN phase:
 Variants: the default (exact: full decode, rescale, crop; the rescale computed only up to the
 crop's far corner, bitwise the whole-image resize's pixels), fast_resize (the crop resized from a
 small window of the decode, or sampled by one warp), fast_resize + reduced_decode; the reference is
-a loop of cv2.imdecode(IMREAD_COLOR) over the same records' bytes. Rates are images per CPU second of this process (the loop and the
-layer are single-threaded), interleaved over --repeats rounds, medians; wall-clock rates too.
+a loop of cv2.imdecode(IMREAD_COLOR) over the same records' bytes. Each variant is timed twice:
+  VARIANT          the whole layer in the training process, as on a CPU (workers 0): the decodes,
+                   crops and the float32 collate (colour shift, mean, conversion);
+  VARIANT@worker   what one decode worker process does when the layer feeds a GPU: the decodes
+                   and crops of its chunk, and pickling them for the pool. The collate then runs in
+                   the training process's loader thread, and sends uint8 that the GPU finishes
+                   (VGGData.finish_on); collate_ms_per_image gives that share both ways.
+Rates are images per CPU second of this process (the loop and the layer are single-threaded),
+interleaved over --repeats rounds, medians; wall-clock rates too.
 The ratios to the bare loop: of the medians (over_bare_decode_cpu), and the median of each round's
 ratio (over_bare_decode_cpu_paired: the bare loop runs just before the variants in each round, so a
 load that drifts between rounds cancels out; on a shared machine it is the steadier figure, and
@@ -28,6 +35,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from multiprocessing.reduction import ForkingPickler
 
 import cv2
 import numpy as np
@@ -43,6 +51,7 @@ from vgg_caffe.proto import pb
 
 RESULTS = result_path("data_speed")
 WORKLOADS = {"imagenet_like": (500, [256, 512]), "large_stored": (1500, [256, 256])}
+WORKER = "@worker"   # a variant's decode-worker share alone (see the module docstring)
 VARIANTS = {"default": {}, "fast_resize": {"fast_resize": True},
             "fast_resize+reduced_decode": {"fast_resize": True, "reduced_decode": True}}
 
@@ -91,7 +100,15 @@ def measure(db, batch, iters, scale, repeats):
                 layer.batch(state["it"])
                 state["it"] += 1
             return n
+
+        def worker(sampler=layer.sampler, state={"it": 10 ** 6}):
+            # What a decode worker process computes for its chunk and sends back through the pool.
+            for _ in range(iters):
+                ForkingPickler.dumps(sampler.samples(state["it"], range(batch)))
+                state["it"] += 1
+            return n
         fns[k] = run
+        fns[k + WORKER] = worker
     cpu = {k: [] for k in fns}
     wall = {k: [] for k in fns}
     for _ in range(repeats):
@@ -101,14 +118,34 @@ def measure(db, batch, iters, scale, repeats):
             wall[k].append(w)
     # Each round's rate over the same round's bare loop (run just before): the machine's load
     # drifts between rounds, and a ratio of two medians taken over different rounds carries it.
-    paired = {k: statistics.median(c / b for c, b in zip(cpu[k], cpu["bare_jpeg_decode"])) for k in VARIANTS}
+    ratios = [k for k in fns if k != "bare_jpeg_decode"]
+    paired = {k: statistics.median(c / b for c, b in zip(cpu[k], cpu["bare_jpeg_decode"])) for k in ratios}
     cpu = {k: statistics.median(v) for k, v in cpu.items()}
     wall = {k: statistics.median(v) for k, v in wall.items()}
     return {"images_per_cpu_s": {k: round(v, 1) for k, v in cpu.items()},
             "images_per_s": {k: round(v, 1) for k, v in wall.items()},
-            "over_bare_decode_cpu": {k: round(cpu[k] / cpu["bare_jpeg_decode"], 3) for k in VARIANTS},
+            "over_bare_decode_cpu": {k: round(cpu[k] / cpu["bare_jpeg_decode"], 3) for k in ratios},
             "over_bare_decode_cpu_paired": {k: round(v, 3) for k, v in paired.items()},
-            "over_bare_decode_wall": {k: round(wall[k] / wall["bare_jpeg_decode"], 3) for k in VARIANTS}}
+            "over_bare_decode_wall": {k: round(wall[k] / wall["bare_jpeg_decode"], 3) for k in ratios},
+            "collate_ms_per_image": collate_costs(layers["default"].sampler, batch, repeats)}
+
+
+def collate_costs(sampler, batch, repeats):
+    """The training process's share: collating a batch of crops, per image: the float32 batch
+    (CPU nets: shift, mean and conversion on the host) and the uint8 batch that a GPU net
+    finishes on the device (VGGData.finish_on)."""
+    samples = sampler.samples(10 ** 7, range(batch))
+    out = {}
+    for name, raw in (("float32_host", False), ("uint8_for_the_device", True)):
+        sampler.raw = raw
+        times = []
+        for _ in range(repeats * 5):
+            c = time.process_time()
+            sampler.collate(samples)
+            times.append(time.process_time() - c)
+        out[name] = round(statistics.median(times) * 1000 / batch, 4)
+    sampler.raw = False
+    return out
 
 
 def main(argv=None):
@@ -136,7 +173,11 @@ def main(argv=None):
               "workloads": results,
               "target_0_8x": {w: {k: v >= 0.8 for k, v in r["over_bare_decode_cpu_paired"].items()}
                               for w, r in results.items()},
-              "note": "per worker: one process, one OpenCV thread; CPU-second rates are the load-robust figure"}
+              "note": "one process, one OpenCV thread; CPU-second rates are the load-robust figure. "
+                      "VARIANT: the whole layer in the training process (CPU training: decode, crop and "
+                      "the float32 collate); VARIANT@worker: what one decode worker process does on a GPU "
+                      "(decode, crop, pickling its chunk for the pool); the collate runs in the training "
+                      "process (collate_ms_per_image), and on a GPU sends uint8 and finishes there"}
     write(args.out, report)
     print(json.dumps(report, indent=1))
     print(f"wrote {args.out}")

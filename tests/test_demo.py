@@ -51,3 +51,20 @@ def test_quick_demo_produces_table_json_csv_and_plot(tmp_path):
     if os.path.exists(os.path.join(ROOT, "tools", "plot_training_log.py")):
         png = (out / "training.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+@pytest.mark.slow
+def test_demo_solver_options_reach_the_solver(tmp_path):
+    """--seed, --test-interval, --plateau-patience and --clip-gradients land in the solver the
+    demo writes (and so in the run: a test every 5 iterations); without them the defaults."""
+    from vgg_caffe.proto import parse_text
+
+    out = tmp_path / "demo_out"
+    run = subprocess.run([sys.executable, "-m", "vgg_caffe.demo", "--quick", "--out", str(out), "--iters", "10",
+                          "--seed", "7", "--test-interval", "5", "--plateau-patience", "1", "--clip-gradients", "10"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    s = parse_text((out / "nets" / "A" / "solver_S256.prototxt").read_text(), pb.SolverParameter())
+    assert (s.random_seed, s.test_interval, s.plateau_patience, s.clip_gradients) == (7, 5, 1, 10.0)
+    log = (out / "train.log").read_text()
+    assert log.count("Testing net (#0)") == 2   # iterations 5 and 10

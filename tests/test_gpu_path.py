@@ -311,6 +311,38 @@ def test_gpu_settings_of_the_data_layers(tmp_path, monkeypatch):
     assert devices.default_workers(4, cores=16) == 3 and devices.default_workers(8, cores=4) == 1
 
 
+@cuda
+def test_vgg_batches_finished_on_the_gpu_are_the_host_batches(tmp_path):
+    """VGGData.finish_on(cuda): uint8 batches in pinned memory, the float batch made on the GPU
+    (pixel + (shift - mean) in one op), bitwise the host collate's, channels-last kept."""
+    import json
+
+    import cv2
+
+    from vgg_caffe.data.convert import Options, convert_imageset
+    from vgg_caffe.demo import photo
+
+    names = ["astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg"]
+    os.makedirs(tmp_path / "imgs")
+    for n in names:   # real photos, JPEG-encoded
+        cv2.imwrite(str(tmp_path / "imgs" / n), cv2.resize(photo(n[:-4]), (160, 120)))
+    (tmp_path / "list.txt").write_text("".join(f"{n} {i}\n" for i, n in enumerate(names)))
+    convert_imageset(str(tmp_path / "imgs"), str(tmp_path / "list.txt"), str(tmp_path / "db"),
+                     Options(encoded=True), progress=False, log=lambda *a: None)
+    cfg = {"source": str(tmp_path / "db"), "batch_size": 8, "scale": [40, 56], "crop_size": 32,
+           "workers": 2}
+    text = ('layer { name: "data" type: "Python" top: "data" top: "label" python_param { '
+            f'module: "vgg_caffe.data.vgg_layer" layer: "VGGData" param_str: \'{json.dumps(cfg)}\' }} }}')
+    host, dev = Net(text, "TRAIN").layer("data"), Net(text, "TRAIN").layer("data")
+    devices.feed_data_layers([dev], torch.device("cuda", 0), 1)
+    for it in range(3):
+        a, _ = host.batch(it)
+        b, labels = dev.batch(it)
+        assert b.is_cuda and not labels.is_cuda and b.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(a, b.cpu())
+    host.close(), dev.close()
+
+
 def test_the_test_loader_prefetches_around_its_cycle_and_pins(tmp_path, monkeypatch):
     db = _lmdb(tmp_path / "db")
     inline = Net(_data_net(db), phase="TEST").layer("data")

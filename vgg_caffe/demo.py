@@ -116,7 +116,15 @@ def main(argv=None):
     ap.add_argument("--config", default="A", help="VGG configuration of Table 1 (default A)")
     ap.add_argument("--width-div", type=int, default=16, help="divide every layer width by this (default 16)")
     ap.add_argument("--crop", type=int, default=64, help="crop size (default 64); S is jittered in [crop, 2 crop]")
-    ap.add_argument("--iters", type=int, help="training iterations (default 400; 30 with --quick)")
+    ap.add_argument("--iters", type=int, help="training iterations (default 400; 20 with --quick)")
+    ap.add_argument("--seed", type=int, default=1,
+                    help="the solver's random_seed: the Glorot initialisation (default 1)")
+    ap.add_argument("--test-interval", type=int,
+                    help="iterations between validation tests, which drive the plateau policy (default iters / 4)")
+    ap.add_argument("--plateau-patience", type=int, default=2,
+                    help="tests without a better validation accuracy before the rate drops x0.1 (default 2)")
+    ap.add_argument("--clip-gradients", type=float, default=-1,
+                    help="Caffe's clip_gradients: scale the gradients down to this L2 norm (default -1: off)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (default 1: the nets are tiny, and on a busy machine more threads "
@@ -158,9 +166,10 @@ def main(argv=None):
         os.path.join(out, "nets"), args.config, width_div=args.width_div, crop=crop, num_classes=len(PHOTOS),
         train_source=train_db, test_source=val_db, batch_size=32, test_batch_size=test_batch,
         scale=train_scale, filler="xavier", snapshot_dir=os.path.join(out, "snapshots"), solver_mode="CPU",
-        max_iter=iters, test_iter=val_count // test_batch, test_interval=max(10, iters // 4),
-        display=10, snapshot=0, base_lr=0.005, plateau_patience=2,
-        extra_solver={"test_initialization": False})
+        max_iter=iters, test_iter=val_count // test_batch, test_interval=args.test_interval or max(10, iters // 4),
+        display=10, snapshot=0, base_lr=0.005, plateau_patience=args.plateau_patience, random_seed=args.seed,
+        extra_solver={"test_initialization": False,
+                      **({"clip_gradients": args.clip_gradients} if args.clip_gradients > 0 else {})})
 
     step(f"training: {iters} iterations of Caffe's SGD (log: train.log)")
     log = os.path.join(out, "train.log")

@@ -309,3 +309,44 @@ def test_batch_is_channels_last_and_buffers_recycled_only_when_free(db):
               "TRAIN")
     net()
     assert net.blobs["data"].is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_finished_on_the_device_are_the_host_batches(db, workers):
+    """finish_on (what the solver does on a GPU; here on the CPU, which runs the same code): the
+    loader hands over uint8 crops and (N, 3) shifts, the float batch is pixel + (shift - mean) made
+    by one torch op, bitwise the host collate's (OpenCV's float add), channels-last kept; also with
+    worker processes and for a slice of the batch."""
+    opts = {"color_shift": 0.1, "mean_value": [103.939, 116.779, 123.68], "workers": workers}
+    host, dev = layer(db, **opts), layer(db, **opts)
+    dev.finish_on(torch.device("cpu"))
+    for it, (start, stop) in ((0, (0, BATCH)), (1, (0, BATCH)), (3, (2, 7))):
+        a, la = host.batch(it, start, stop)
+        b, lb = dev.batch(it, start, stop)
+        assert b.dtype == torch.float32 and b.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(a, b) and torch.equal(la, lb)
+    raw = dev.loader.batch(1)   # what crosses to the device: uint8 pixels, the shifts apart
+    assert raw[0].dtype == torch.uint8 and raw[2].shape == (BATCH, 3)
+    crops = dev.loader.samples(1)
+    shifts = (transforms.color_shifts_bgr([a for _, a, _ in crops]) - np.array(opts["mean_value"])).astype(np.float32)
+    assert np.array_equal(raw[2].numpy(), shifts)
+    for j, (crop, _, _) in enumerate(crops):
+        assert np.array_equal(raw[0][j].permute(1, 2, 0).numpy(), crop)
+    dev.finish_on(None)   # back to the host collate
+    assert torch.equal(dev.batch(1)[0], host.batch(1)[0])
+    host.close(), dev.close()
+
+
+def test_solver_on_a_gpu_finishes_vgg_batches_there(db, monkeypatch):
+    """devices.feed_data_layers: on CUDA the VGG data layer is told to finish its batches on the
+    device (its loader gets workers and pinned memory); on the CPU nothing changes."""
+    from vgg_caffe.train import devices
+
+    seen = []
+    l = layer(db)
+    monkeypatch.setattr(l, "finish_on", seen.append)
+    devices.feed_data_layers([l], torch.device("cpu"), 1)
+    assert seen == [] and l.loader.workers == 0 and not l.loader.pin_memory
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    devices.feed_data_layers([l], torch.device("cuda", 0), 1)
+    assert seen == [torch.device("cuda", 0)] and l.loader.pin_memory

@@ -33,7 +33,12 @@ How a batch is made fast (bench/bench_data_speed.py; none of it changes a pixel)
   * the colour shifts of the batch in one product, then the shift, the mean and the conversion
     to float in one OpenCV pass per sample into an NHWC batch (a recycled buffer), handed on as an
     NCHW-shaped tensor in channels-last memory -- the layout Net feeds its convolutions
-    (vgg_caffe.precision), so no transpose is made on either side.
+    (vgg_caffe.precision), so no transpose is made on either side;
+  * on a GPU (the solver calls finish_on(device)), the batch crosses to the device as uint8 and
+    the shift, the mean and the float conversion are done there, for the whole batch in one op
+    (`finish`): a quarter of the pinned memory and of the host-to-device copy, and no float pass
+    on the host. The float32 batch is bitwise the host's (float32(pixel) + float32(shift - mean)
+    either way; tested).
 """
 import json
 import sys
@@ -56,19 +61,21 @@ REQUIRED = ("source", "batch_size")
 
 
 class BatchBuffers:
-    """float32 batch buffers, each reused once nothing made from it is alive any more (no tensor,
-    view or array: CPython's reference count says so), so that a batch does not cost fresh pages
-    (the page faults of a new 19 MB batch are about 5% of the layer's time)."""
+    """Batch buffers (float32, or uint8 for batches finished on the device), each reused once
+    nothing made from it is alive any more (no tensor, view or array: CPython's reference count
+    says so), so that a batch does not cost fresh pages (the page faults of a new 19 MB batch are
+    about 5% of the layer's time)."""
 
     def __init__(self, keep=4):
         self.keep, self.buffers = keep, []
 
-    def take(self, shape):
+    def take(self, shape, dtype=np.float32):
         for i in range(len(self.buffers)):
-            # Two references when idle: the list's and getrefcount's argument.
-            if self.buffers[i].shape == shape and sys.getrefcount(self.buffers[i]) == 2:
-                return self.buffers[i]
-        buf = np.empty(shape, np.float32)
+            buf = self.buffers[i]
+            # Three references when idle: the list's, `buf` and getrefcount's argument.
+            if buf.shape == shape and buf.dtype == dtype and sys.getrefcount(buf) == 3:
+                return buf
+        buf = np.empty(shape, dtype)
         self.buffers = ([buf] + self.buffers)[:self.keep]
         return buf
 
@@ -85,6 +92,7 @@ class VGGSampler:
         self.color_shift, self.mean, self.seed = color_shift, np.asarray(mean, np.float64), seed
         self.reduced_decode, self.fast_resize = reduced_decode, fast_resize
         self.buffers = BatchBuffers()
+        self.raw = False   # collate uint8 batches, finished by `finish` (VGGData.finish_on)
 
     def __getstate__(self):  # worker processes get the settings, not the parent's buffers
         state = dict(self.__dict__)
@@ -159,15 +167,29 @@ class VGGSampler:
         h, w, c = samples[0][0].shape if n else (0, 0, 3)
         alphas = np.array([s[1] for s in samples], np.float64).reshape(n, 3)
         shifts = (transforms.color_shifts_bgr(alphas) - self.mean).astype(np.float32)
+        labels = torch.from_numpy(np.array([s[2] for s in samples], np.float32))
+        if self.raw:   # uint8 NHWC + the (N, 3) shifts; `finish` makes the float batch
+            data = self.buffers.take((n, h, w, c), np.uint8)
+            for k, (crop, _, _) in enumerate(samples):
+                data[k] = crop
+            return [torch.from_numpy(data).permute(0, 3, 1, 2), labels, torch.from_numpy(shifts)]
         data = self.buffers.take((n, h, w, c))
         for k, ((crop, _, _), shift) in enumerate(zip(samples, shifts.tolist())):
             dst = data[k]
             out = cv2.add(crop, (*shift, 0.0), dst=dst, dtype=cv2.CV_32F)
             if out is not dst:  # OpenCV allocated instead of writing in place
                 dst[...] = out
-        labels = np.array([s[2] for s in samples], np.float32)
         # NCHW shape, NHWC memory (channels-last): what Net feeds its convolutions.
-        return [torch.from_numpy(data).permute(0, 3, 1, 2), torch.from_numpy(labels)]
+        return [torch.from_numpy(data).permute(0, 3, 1, 2), labels]
+
+
+def finish(data, shifts, device):
+    """The float32 batch on `device` from a raw collate's uint8 batch (NCHW shape, channels-last
+    memory) and its (N, 3) shifts (colour shift minus mean, float32): float32(pixel) + shift, the
+    host collate's arithmetic, for the whole batch in one op; the layout is kept."""
+    x = data.to(device, non_blocking=True)
+    s = shifts.to(device, non_blocking=True)
+    return x.float().add_(s.view(-1, 3, 1, 1))
 
 
 class VGGData(Layer):
@@ -204,6 +226,7 @@ class VGGData(Layer):
             raise self.error("batch_size must be positive")
         self.crop = crop
         self.config = cfg
+        self.finish_device = None
         try:
             reader = Reader(cfg["source"])
         except Exception as e:  # CaffeError from the reader: add the layer name
@@ -217,8 +240,20 @@ class VGGData(Layer):
     def reshape(self, bottom_shapes):
         return [(self.batch_size, 3, self.crop, self.crop), (self.batch_size,)]
 
+    def finish_on(self, device):
+        """Make the float batch on `device` (the solver calls this on a GPU): the loader then
+        hands over uint8 batches, and batch() returns data already on `device`. None: the host
+        collate again."""
+        self.finish_device = None if device is None else torch.device(device)
+        self.sampler.raw = self.finish_device is not None
+        self.loader.pending.clear()   # batches worked on ahead were collated the other way
+
     def batch(self, iteration, start=0, stop=None):
-        return self.loader.batch(iteration, start, stop)
+        out = self.loader.batch(iteration, start, stop)
+        if not self.sampler.raw:
+            return out
+        data, labels, shifts = out
+        return [finish(data, shifts, self.finish_device), labels]
 
     def forward(self):
         raise self.error("data layers are fed by Net; call batch(iteration)")

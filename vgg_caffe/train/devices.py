@@ -11,7 +11,8 @@ Caffe's solver runs on the GPU of solver_mode / device_id (or the --gpu flag); s
 - The data layers decode in worker processes sharing this machine's cores between the ranks
   (Caffe prefetches on a thread per data layer; decoding 256 JPEGs per iteration needs more), their
   batches are collated into pinned memory, and copied with non_blocking=True, so the copy of
-  iteration i+1's batch overlaps with nothing waiting on it.
+  iteration i+1's batch overlaps with nothing waiting on it. Layers that can (VGGData.finish_on)
+  send uint8 batches and make the float batch on the GPU.
 - Labels are checked on the CPU tensor, before the copy: a check on a GPU tensor is a host
   synchronisation per loss layer per iteration (SoftmaxWithLoss checks only CPU labels itself).
 On a CPU nothing changes: decoding in the training process, no pinning, no copies.
@@ -101,6 +102,8 @@ def feed_data_layers(layers, device, world_size, test_iters=None):
             continue
         loader.configure(workers=default_workers(world_size) if cuda else 0, pin_memory=cuda,
                          cycle=(test_iters or {}).get(layer))
+        if cuda and hasattr(layer, "finish_on"):   # uint8 across, the float batch made there
+            layer.finish_on(device)
 
 
 def to_device(value, device):
