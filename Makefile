@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup test prototxt demo bench proto clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py vgg_caffe/data/_jpegrows.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[test]"

@@ -7,8 +7,9 @@ and colour shift, TRAIN phase:
                  at most half the smaller side);
   large_stored   the same photos stored at ~1500 px, S = 256 (single-scale training): decoded at
                  1/4 with reduced_decode.
-Variants: the default (exact: full decode, rescale, crop; the rescale computed only up to the
-crop's far corner, bitwise the whole-image resize's pixels), fast_resize (the crop resized from a
+Variants: the default (exact: decode, rescale, crop, bitwise the pixels of a whole decode and
+whole rescale, but the JPEG decoded only down to the last row the crop reads and the rescale
+computed only up to the crop's far corner), fast_resize (the crop resized from a
 small window of the decode, or sampled by one warp), fast_resize + reduced_decode; the reference is
 a loop of cv2.imdecode(IMREAD_COLOR) over the same records' bytes. Each variant is timed twice:
   VARIANT          the whole layer in the training process, as on a CPU (workers 0): the decodes,
@@ -26,7 +27,8 @@ the one the target is checked on). Target (issue 14): >= 0.8x the bare decode lo
 
     python -m bench.bench_data_speed [--records 96] [--repeats 9]
 
-Results: bench/results/data_speed.json.
+Results: bench/results/data_speed.json (top_rows_decode says whether the layer had the
+_jpegrows extension, i.e. decoded only the rows it needs).
 """
 import argparse
 import json
@@ -43,6 +45,7 @@ import torch
 
 from bench import _photos
 from bench._report import result_path, write
+from vgg_caffe.data import image
 from vgg_caffe.data.convert import Options, convert_imageset
 from vgg_caffe.data.db import Reader
 from vgg_caffe.errors import run_cli
@@ -168,7 +171,7 @@ def main(argv=None):
                              **measure(db, args.batch, args.iters, scale, args.repeats)}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    report = {"bench": "data_speed", "batch": args.batch, "crop": 224, "records": args.records,
+    report = {"bench": "data_speed", "top_rows_decode": image._jpegrows is not None, "batch": args.batch, "crop": 224, "records": args.records,
               "iters_per_round": args.iters, "repeats": args.repeats, "load_average_1min_at_start": load_start,
               "workloads": results,
               "target_0_8x": {w: {k: v >= 0.8 for k, v in r["over_bare_decode_cpu_paired"].items()}

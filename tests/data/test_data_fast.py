@@ -74,13 +74,20 @@ def area_twin(db, it, j):
 
 def test_reduced_decode_in_the_layer(db, monkeypatch):
     factors = []
-    real = image.decode
+    real, real_top = image.decode, image.decode_top
 
     def spy(data, mode=image.COLOR, reduce=1, probed=None):
         factors.append(reduce)
         return real(data, mode, reduce, probed)
 
+    def spy_top(data, rows, reduce=1, probed=None):   # a decode of the top rows instead
+        out = real_top(data, rows, reduce, probed)
+        if out is not None:
+            factors.append(reduce)
+        return out
+
     monkeypatch.setattr(image, "decode", spy)
+    monkeypatch.setattr(image, "decode_top", spy_top)
     reduced, exact = layer(db, reduced_decode=True), layer(db)
     warped = layer(db, reduced_decode=True, fast_resize=True)
     errors = {"reduced": [], "exact": [], "warped": []}

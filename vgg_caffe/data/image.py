@@ -15,6 +15,12 @@ Arrays are always 3-D (H, W, C) with C = 3 (BGR) or 1 (grey).
 components and size), so that a caller can do them ahead and pass them in. `resize_corner` is
 `resize` followed by a crop of its top-left corner, the same pixels for less work.
 
+`decode_top` decodes only the top rows of a colour JPEG, through the system's libjpeg
+(vgg_caffe/data/_jpegrows.c, built when libjpeg's headers are there): libjpeg emits rows top to
+bottom, so they are the whole decode's rows, for the work of those rows; a crop of the rescaled
+image needs the rows down to its far edge only (VGGData). It declines (None) where OpenCV's decode
+would not be the plain decode: no extension, CMYK, or an EXIF orientation OpenCV would apply.
+
 Speed option (off unless asked): `decode(..., reduce=f)` decodes a JPEG at 1/f of its size
 (f = 2, 4 or 8: libjpeg's DCT-domain scaling, OpenCV's IMREAD_REDUCED_*), ceil(H/f) x ceil(W/f)
 pixels, each close to the mean of an f x f block: several times less work when the image is then
@@ -26,6 +32,11 @@ import re
 
 import cv2
 import numpy as np
+
+try:
+    from . import _jpegrows
+except ImportError:   # built without libjpeg's headers: whole decodes through OpenCV
+    _jpegrows = None
 
 COLOR, GRAY, NATIVE = "color", "gray", "native"
 _CV_FLAGS = {COLOR: cv2.IMREAD_COLOR, GRAY: cv2.IMREAD_GRAYSCALE, NATIVE: cv2.IMREAD_ANYCOLOR}
@@ -84,6 +95,56 @@ def jpeg_frame(data):
             return None
         i += 2 + length
     return None
+
+
+def jpeg_orientation(data):
+    """The EXIF orientation tag (1-8) of a JPEG, or 1 when it has none: OpenCV's IMREAD_COLOR
+    rotates or mirrors the decode by it."""
+    i, n = 2, len(data)
+    while i + 4 <= n and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xDA:   # start of scan: the EXIF segment comes before
+            return 1
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if marker == 0xE1 and data[i + 4:i + 10] == b"Exif\0\0":
+            return _tiff_orientation(data[i + 10:i + 2 + length])
+        i += 2 + length
+    return 1
+
+
+def _tiff_orientation(tiff):
+    order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return 1
+    ifd = int.from_bytes(tiff[4:8], order)
+    if ifd + 2 > len(tiff):
+        return 1
+    for k in range(int.from_bytes(tiff[ifd:ifd + 2], order)):
+        entry = tiff[ifd + 2 + 12 * k:ifd + 14 + 12 * k]
+        if len(entry) == 12 and int.from_bytes(entry[:2], order) == 0x0112:
+            value = int.from_bytes(entry[8:10], order)
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def decode_top(data, rows, reduce=1, probed=None):
+    """(img, valid): an (H, W, 3) BGR array of a colour decode of JPEG `data` at 1/reduce
+    (decode(data, COLOR, reduce)'s size) whose rows [0, valid) are that decode's rows, valid >=
+    min(rows, H); the rows below are not written. None where it cannot stand for decode(): no
+    _jpegrows extension, not a JPEG, CMYK, an EXIF orientation other than 1, data libjpeg
+    refuses (decode() then tries Pillow and gives the reason)."""
+    kind, frame = probed or probe(data)
+    if _jpegrows is None or kind != "jpeg" or not frame or frame[0] not in (1, 3):
+        return None
+    if jpeg_orientation(data) != 1:
+        return None
+    height, width = reduced_size(frame[1], frame[2], reduce)
+    img = np.empty((height, width, 3), np.uint8)
+    try:
+        valid = _jpegrows.decode_top(data, img, height, width, min(rows, height), reduce)
+    except ValueError:   # decode() deals with what libjpeg refuses (Pillow, then the reason)
+        return None
+    return img, valid
 
 
 def jpeg_truncated(data):
@@ -207,7 +268,7 @@ def resize(img, height, width):
     return _keep3(cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR), img.shape[2])
 
 
-def resize_corner(img, height, width, rows, cols):
+def resize_corner(img, height, width, rows, cols, valid_rows=None):
     """resize(img, height, width)[:rows, :cols], the same pixels, resizing only the top-left part
     of `img` those output pixels read (a random crop needs on average half of the image).
 
@@ -219,17 +280,28 @@ def resize_corner(img, height, width, rows, cols):
     source pixels beyond the last one read. A sub-image that would come out at its own size
     (OpenCV then copies instead of interpolating), or too small, falls back to the whole resize.
     tests/data/test_data_fast.py checks this against the whole resize on random sizes.
+    valid_rows: only img's rows [0, valid_rows) hold pixels (decode_top); None when the whole
+    resize would read the others.
     """
+    valid_rows = img.shape[0] if valid_rows is None else valid_rows
     src_h, src_w = img.shape[:2]
     if (src_h, src_w) == (height, width):
         return img[:rows, :cols]
-    sub_h = min(src_h, -(-rows * src_h // height) + 3)
-    sub_w = min(src_w, -(-cols * src_w // width) + 3)
+    sub_h = corner_rows(src_h, height, rows)
+    sub_w = corner_rows(src_w, width, cols)
     if (sub_h, sub_w) != (src_h, src_w):
         out = resize_part(img, 0, 0, sub_h, sub_w, height / src_h, width / src_w, rows, cols)
         if out is not None:
             return out[:rows, :cols]
+    if valid_rows < src_h:   # the whole resize reads rows that were not decoded
+        return None
     return resize(img, height, width)[:rows, :cols]
+
+
+def corner_rows(src, dst, rows):
+    """How many source rows (or columns) resize_corner reads for the first `rows` of a resize
+    from `src` to `dst`: those the output reads, and two beyond."""
+    return min(src, -(-rows * src // dst) + 3)
 
 
 def resize_part(img, r0, c0, nr, nc, fy, fx, rows, cols):

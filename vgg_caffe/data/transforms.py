@@ -134,14 +134,33 @@ def vgg_plan(stored, draws, crop, train, reduced=1, fast_resize=False):
     return "warp", _warp_matrix(sy, sx, y, x, crop, draws["flip"]), crop, draws["flip"], None
 
 
-def vgg_apply(img, plan):
-    """The crop of an (H', W', 3) uint8 `img` as `plan` (vgg_plan) says."""
+def plan_rows(plan, height):
+    """How many of the top rows of a decode `height` rows high the crop `plan` reads (all of
+    them for a warp): a decode may stop there (image.decode_top)."""
+    kind, how, crop = plan[:3]
+    if kind == "corner":
+        h, _, y, _ = how
+        return min(height, image.corner_rows(height, h, y + crop))
+    if kind == "window":
+        _, r0, nr = how[0]
+        return min(height, r0 + nr)
+    return height
+
+
+def vgg_apply(img, plan, valid_rows=None):
+    """The crop of an (H', W', 3) uint8 `img` as `plan` (vgg_plan) says. valid_rows: only img's
+    rows [0, valid_rows) hold pixels, at least plan_rows(plan, H'); None when the crop would
+    read others after all (a window that came out short: the warp reads anywhere)."""
     kind, how, crop, flip, warp = plan
+    partial = valid_rows is not None and valid_rows < img.shape[0]
     if kind == "corner":
         # Only the top-left part of the rescaled image up to the crop's far corner is computed
         # (the same pixels, see image.resize_corner); the crop is a view of it.
         h, w, y, x = how
-        out = image.resize_corner(img, h, w, y + crop, x + crop)[y:, x:]
+        out = image.resize_corner(img, h, w, y + crop, x + crop, valid_rows)
+        if out is None:
+            return None
+        out = out[y:, x:]
         return cv2.flip(out, 1) if flip else out
     if kind == "window":
         (oy, r0, nr), (ox, c0, nc), fy, fx = how
@@ -150,6 +169,8 @@ def vgg_apply(img, plan):
             out = out[oy:oy + crop, ox:ox + crop]
             return cv2.flip(out, 1) if flip else out
         how = _warp_matrix(*warp, crop, flip)   # a window that came out short or copied
+    if partial:
+        return None
     return cv2.warpAffine(img, how, (crop, crop), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_REPLICATE)
 
