@@ -61,6 +61,9 @@ def test_files_it_declines():
     upright, turned = with_orientation(1), with_orientation(6)
     assert image.jpeg_orientation(upright) == 1 and image.jpeg_orientation(turned) == 6
     assert image.jpeg_orientation(image.encode(img, "jpg")) == 1   # no EXIF at all
+    jpeg = image.encode(img, "jpg")
+    assert image.jpeg_orientation(jpeg[:2] + b"\x00" + jpeg[2:]) == 0   # markers that do not parse
+    assert image.decode_top(jpeg[:2] + b"\x00" + jpeg[2:], 50) is None
     got = image.decode_top(upright, 50)
     assert got is not None and np.array_equal(got[0][:got[1]], image.decode(upright)[:got[1]])
     assert image.decode_top(turned, 50) is None                   # OpenCV turns it: decode() does

@@ -98,18 +98,26 @@ def jpeg_frame(data):
 
 
 def jpeg_orientation(data):
-    """The EXIF orientation tag (1-8) of a JPEG, or 1 when it has none: OpenCV's IMREAD_COLOR
-    rotates or mirrors the decode by it."""
+    """The EXIF orientation tag (1-8) of a JPEG, 1 when it has none (OpenCV's IMREAD_COLOR
+    rotates or mirrors the decode by it), 0 when the markers before the first scan do not parse."""
     i, n = 2, len(data)
-    while i + 4 <= n and data[i] == 0xFF:
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return 0
         marker = data[i + 1]
+        if marker == 0xFF:   # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:   # markers without a length
+            i += 2
+            continue
         if marker == 0xDA:   # start of scan: the EXIF segment comes before
             return 1
         length = int.from_bytes(data[i + 2:i + 4], "big")
         if marker == 0xE1 and data[i + 4:i + 10] == b"Exif\0\0":
             return _tiff_orientation(data[i + 10:i + 2 + length])
         i += 2 + length
-    return 1
+    return 0
 
 
 def _tiff_orientation(tiff):
