@@ -38,9 +38,7 @@ def _proc_cpu(pid):
 
 
 def _cpu(layer):
-    t = time.process_time()
-    pool = layer.loader.pool
-    return t + (sum(_proc_cpu(p.pid) for p in pool._pool) if pool is not None else 0.0)
+    return time.process_time() + sum(_proc_cpu(pid) for pid in layer.loader.worker_pids())
 
 
 def layer_rate(db, batch, iters, workers):

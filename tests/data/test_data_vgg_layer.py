@@ -1,6 +1,7 @@
 """VGGData against a hand-written twin of the paper's augmentation, its keyed randomness (slices,
 worker processes), and running as a `type: "Python"` layer inside Net."""
 import json
+import os
 
 import cv2
 import numpy as np
@@ -106,13 +107,45 @@ def test_slices_and_worker_processes_identical(db):
     pre = Net(prototxt(db / "db", seed=11, workers=2, prefetch=2), "TRAIN").layer("data")
     try:
         got = [pre.batch(it) for it in range(3)]
-        procs = list(pre.loader.pool._pool)
-        assert len(procs) == 2 and all(p.is_alive() for p in procs)
+        pids = pre.loader.worker_pids()
+        assert len(pids) == 2 and all(os.path.exists(f"/proc/{p}") for p in pids)
     finally:
         pre.close()
     for f, g in zip(full, got):
         assert torch.equal(f[0], g[0]) and torch.equal(f[1], g[1])
-    assert not any(p.is_alive() for p in procs)
+    assert not any(os.path.exists(f"/proc/{p}") for p in pids)   # terminated and reaped
+
+
+def test_worker_errors_reach_the_caller(tmp_path):
+    """With worker processes: a record that does not decode fails the batch with the layer's
+    message naming the DB and key (raised in the worker, re-raised here), and a worker killed
+    mid-run fails the next batch with a message instead of leaving it waiting."""
+    import signal
+
+    from vgg_caffe.data import datum
+    from vgg_caffe.data import db as db_io
+
+    w = db_io.Writer(str(tmp_path / "db"))
+    jpeg = cv2.imencode(".jpg", np.full((60, 80, 3), 90, np.uint8))[1].tobytes()
+    for i in range(6):
+        w.put(f"{i:08d}".encode(), datum.from_encoded(jpeg, 0).SerializeToString())
+    w.put(b"00000006", datum.from_encoded(b"\xff\xd8\xff" + bytes(50) + b"\xff\xd9", 0).SerializeToString())
+    w.close()
+    bad = Net(prototxt(tmp_path / "db", workers=2, prefetch=0, batch_size=7), "TRAIN").layer("data")
+    try:
+        with pytest.raises(CaffeError, match=r"db: key 00000006: encoded Datum does not decode"):
+            bad.batch(0)
+    finally:
+        bad.close()
+    layer = Net(prototxt(tmp_path / "db", workers=2, prefetch=0, batch_size=6), "TRAIN").layer("data")
+    try:
+        layer.batch(0)
+        os.kill(layer.loader.worker_pids()[0], signal.SIGKILL)
+        with pytest.raises(CaffeError, match="a data worker process died"):
+            for it in range(1, 4):   # the pool notices the death within a batch or two
+                layer.batch(it)
+    finally:
+        layer.close()
 
 
 def test_bad_configuration(db, tmp_path):

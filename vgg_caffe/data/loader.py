@@ -18,11 +18,18 @@ so the work ahead after the last batch is batch 0 of the next pass.
 Workers come from a fork server (not forked from the parent: it may be a training process with
 live thread pools); the server imports this package once, so each worker starts in milliseconds
 instead of re-importing torch. Workers use one OpenCV thread each and are terminated by close(), by
-garbage collection of the loader, or at interpreter exit.
+garbage collection of the loader, or at interpreter exit. The pool is concurrent.futures'
+ProcessPoolExecutor, not multiprocessing.Pool: Pool's worker-handler thread also waits on the
+result pipe, so while a chunk of crops (megabytes) is being read it wakes without end, and took
+three to four times the workers' own CPU time in the training process (bench_data_layer); a
+worker that dies also fails the batch (BrokenProcessPool) instead of leaving it waiting.
 """
 import concurrent.futures
+import concurrent.futures.process
 import multiprocessing
 import weakref
+
+from ..errors import CaffeError
 
 _SAMPLER = None
 
@@ -51,6 +58,12 @@ def _chunks(start, stop, parts):
     parts = max(1, min(parts, n))
     bounds = [start + n * i // parts for i in range(parts + 1)]
     return [range(bounds[i], bounds[i + 1]) for i in range(parts) if bounds[i] < bounds[i + 1]]
+
+
+def _pids(pool):
+    # ProcessPoolExecutor keeps its processes in a private dict (Python 3.14 adds
+    # terminate_workers); without it there is nothing more to stop than shutdown() stops.
+    return dict(getattr(pool, "_processes", None) or {})
 
 
 def _pinned(tensors):
@@ -98,16 +111,16 @@ class BatchLoader:
     def _start(self):
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload([type(self.sampler).__module__])
-        self.pool = ctx.Pool(self.workers, _init_worker, (self.sampler,))
+        self.pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
+                                                           initargs=(self.sampler,))
         # One thread collates (and pins) the batches the pool computes, ahead of their use.
         self.thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="batch-collate")
         self._closed = [False]
         self._finalizer = weakref.finalize(self, _shutdown, self.pool, self.thread, self._closed)
 
     def _submit(self, iteration, start, stop):
-        tasks = [(iteration, list(js)) for js in _chunks(start, stop, self.workers * 2)]
-        result = self.pool.map_async(_run_chunk, tasks)
-        return _Pending(self.thread.submit(_finish, result, self.sampler.collate, self.pin_memory, self._closed))
+        chunks = [self.pool.submit(_run_chunk, (iteration, list(js))) for js in _chunks(start, stop, self.workers * 2)]
+        return _Pending(self.thread.submit(_finish, chunks, self.sampler.collate, self.pin_memory, self._closed))
 
     def _ahead(self, iteration):
         """The iterations to work on after `iteration`."""
@@ -141,6 +154,10 @@ class BatchLoader:
         stop = self.batch_size if stop is None else stop
         return _samples(self.sampler, iteration, range(start, stop))
 
+    def worker_pids(self):
+        """The process ids of the worker processes running now (none before the first batch)."""
+        return sorted(_pids(self.pool)) if self.pool is not None else []
+
     def close(self):
         self.pending.clear()
         if self._finalizer is not None:
@@ -148,17 +165,30 @@ class BatchLoader:
         self.pool = self.thread = None
 
 
-def _finish(result, collate, pin, closed):
-    while not result.ready():   # a terminated pool never completes: look at `closed` meanwhile
-        if closed[0]:
-            raise RuntimeError("the batch loader was closed")
-        result.wait(0.05)
-    batch = collate([s for chunk in result.get() for s in chunk])
+def _finish(chunks, collate, pin, closed):
+    samples = []
+    for chunk in chunks:
+        while True:   # a terminated pool may never complete: look at `closed` meanwhile
+            if closed[0]:
+                raise RuntimeError("the batch loader was closed")
+            try:
+                samples += chunk.result(timeout=0.05)
+                break
+            except concurrent.futures.TimeoutError:
+                continue
+            except concurrent.futures.process.BrokenProcessPool:
+                raise CaffeError("a data worker process died while making a batch (killed, or out of "
+                                 "memory?); with workers 0 the layer decodes in the training process") from None
+    batch = collate(samples)
     return _pinned(batch) if pin else batch
 
 
 def _shutdown(pool, thread, closed):
     closed[0] = True
     thread.shutdown(wait=False, cancel_futures=True)
-    pool.terminate()
-    pool.join()
+    processes = _pids(pool).values()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:   # chunks under way are not waited for
+        p.terminate()
+    for p in processes:
+        p.join()
