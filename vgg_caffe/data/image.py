@@ -73,12 +73,15 @@ def jpeg_components(data):
     return frame[0] if frame else None
 
 
-def jpeg_frame(data):
-    """(components, height, width) from the JPEG's frame header (SOFn), or None if not found."""
+def _jpeg_segments(data):
+    """(marker, offset, length) of each marker segment after SOI, up to and including the first
+    start of scan (0xDA); fill bytes and the markers without a length are skipped. A byte where a
+    marker should be yields (None, offset, 0) and ends the walk."""
     i, n = 2, len(data)
     while i + 4 <= n:
         if data[i] != 0xFF:
-            return None
+            yield None, i, 0
+            return
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
@@ -87,36 +90,35 @@ def jpeg_frame(data):
             i += 2
             continue
         length = int.from_bytes(data[i + 2:i + 4], "big")
+        yield marker, i, length
+        if marker == 0xDA:
+            return
+        i += 2 + length
+
+
+def jpeg_frame(data):
+    """(components, height, width) from the JPEG's frame header (SOFn), or None if not found."""
+    n = len(data)
+    for marker, i, _ in _jpeg_segments(data):
+        if marker is None or marker == 0xDA:
+            return None
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
             if i + 9 >= n:
                 return None
             return data[i + 9], int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")
-        if marker == 0xDA:
-            return None
-        i += 2 + length
     return None
 
 
 def jpeg_orientation(data):
     """The EXIF orientation tag (1-8) of a JPEG, 1 when it has none (OpenCV's IMREAD_COLOR
     rotates or mirrors the decode by it), 0 when the markers before the first scan do not parse."""
-    i, n = 2, len(data)
-    while i + 4 <= n:
-        if data[i] != 0xFF:
+    for marker, i, length in _jpeg_segments(data):
+        if marker is None:
             return 0
-        marker = data[i + 1]
-        if marker == 0xFF:   # fill byte
-            i += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:   # markers without a length
-            i += 2
-            continue
         if marker == 0xDA:   # start of scan: the EXIF segment comes before
             return 1
-        length = int.from_bytes(data[i + 2:i + 4], "big")
         if marker == 0xE1 and data[i + 4:i + 10] == b"Exif\0\0":
             return _tiff_orientation(data[i + 10:i + 2 + length])
-        i += 2 + length
     return 0
 
 
