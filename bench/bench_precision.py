@@ -9,7 +9,12 @@ the variants interleaved (a, b, c, a, b, c, ...) after a warm-up of each, median
     channels-last weights as torch.nn.Module.to(memory_format=...) makes them) and under bf16
     autocast; cv2.dnn (readNetFromCaffe) in fp32.
   train step (forward + backward, dropout on, -log prob of fixed labels): ours fp32 and bf16, the
-    twin fp32 (channels-last) and under bf16 autocast.
+    twin fp32 (channels-last) and under bf16 autocast; and ours in bf16 with its fc layers under
+    autocast too (islands.FLOAT32_ROWS = 0), which says what the float32 few-row inner products
+    of vgg_caffe.islands save.
+Ratios three ways: of the medians, of the fastest runs of each variant (timeit's convention:
+slower runs are other processes' interference, and this machine is shared), and the median of the
+per-round ratios (the two variants ran seconds apart); each target says which it meets.
 Targets (issue 14): default >= 1.0x the twin (channels-last); bf16 >= 0.95x the twin under
 autocast, >= 4x OpenCV fp32 inference; bf16 training >= 3x the fp32 twin.
 Two things ours does that the twin does not, both measured here as a user gets them: bf16
@@ -22,7 +27,7 @@ weights, so top-1 agreement here only says how often bf16 flips an argmax of an 
 bench_precision_demo measures it through a trained net): relative L2 error, max error relative to
 the largest |fc8|, top-1 agreement.
 
-    python -m bench.bench_precision [--batch 8] [--repeats 4] [--threads 2]
+    python -m bench.bench_precision [--batch 8] [--repeats 6] [--threads 2]
 
 Results: bench/results/precision.json (with the load average: the machine may be shared).
 """
@@ -30,6 +35,7 @@ import argparse
 import contextlib
 import json
 import os
+import statistics
 import tempfile
 import time
 
@@ -38,6 +44,7 @@ import numpy as np
 import torch
 
 from bench._report import result_path, write
+from vgg_caffe import islands
 from bench.bench_overhead import (PROTO, infer_ours, infer_opencv, interleaved, objective, random_weights, step_ours,
                                   twin_of)
 from vgg_caffe.errors import run_cli
@@ -95,7 +102,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--repeats", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=6)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--per-photo", type=int, default=4, help="random crops per photo for the fc8 check")
     ap.add_argument("--out", default=RESULTS)
@@ -104,6 +111,7 @@ def main(argv=None):
     cv2.setNumThreads(args.threads)
     load_start = round(os.getloadavg()[0], 2)
     shape = (args.batch, 3, args.size, args.size)
+    few_rows = islands.FLOAT32_ROWS
     net = Net(PROTO, input_shapes={"data": shape})
     random_weights(net)
     twin = twin_of(net).to(memory_format=torch.channels_last)
@@ -113,10 +121,14 @@ def main(argv=None):
     xcl = x.contiguous(memory_format=torch.channels_last)
     assert net.channels_last == "auto" and net.precision == "fp32"
 
-    def ours(mode, train, keep=None):
+    def ours(mode, train, keep=None, rows=islands.FLOAT32_ROWS):
         def run():
             net.precision, net.keep_blobs = mode, keep
-            return step_ours(net, x, labels) if train else infer_ours(net, x)
+            islands.FLOAT32_ROWS = rows   # 0: every inner product under autocast, as before the islands
+            try:
+                return step_ours(net, x, labels) if train else infer_ours(net, x)
+            finally:
+                islands.FLOAT32_ROWS = few_rows
         return run
 
     def theirs(bf16, train):
@@ -140,7 +152,8 @@ def main(argv=None):
         check = float((net(data=x[:2])["prob"] - twin(xcl[:2])).abs().max())
     net.train(), twin.train()
     train = interleaved({"ours_default": ours("fp32", True), "twin_fp32_channels_last": theirs(False, True),
-                         "ours_bf16": ours("bf16", True), "twin_bf16_autocast": theirs(True, True)}, args.repeats)
+                         "ours_bf16": ours("bf16", True), "twin_bf16_autocast": theirs(True, True),
+                         "ours_bf16_fc_under_autocast": ours("bf16", True, rows=0)}, args.repeats)
     net.eval(), twin.eval()
     with tempfile.TemporaryDirectory(prefix="vgg_precision_") as tmp:
         weights = os.path.join(tmp, "D.caffemodel")
@@ -160,6 +173,8 @@ def main(argv=None):
     def ratio(table, slow, fast, key="median_s"):
         if key == "min_s":
             return min(table[slow]["all_s"]) / min(table[fast]["all_s"])
+        if key == "paired":   # round by round (the two ran seconds apart), then the median
+            return statistics.median(a / b for a, b in zip(table[slow]["all_s"], table[fast]["all_s"]))
         return table[slow][key] / table[fast][key]
 
     r = {"inference_default_vs_twin_channels_last": ratio(infer, "twin_fp32_channels_last", "ours_default"),
@@ -172,14 +187,19 @@ def main(argv=None):
          "train_default_vs_twin_channels_last": ratio(train, "twin_fp32_channels_last", "ours_default"),
          "train_bf16_vs_twin_bf16": ratio(train, "twin_bf16_autocast", "ours_bf16"),
          "train_bf16_vs_twin_fp32": ratio(train, "twin_fp32_channels_last", "ours_bf16"),
-         "train_bf16_vs_default": ratio(train, "ours_default", "ours_bf16")}
+         "train_bf16_vs_default": ratio(train, "ours_default", "ours_bf16"),
+         "train_bf16_vs_bf16_fc_under_autocast": ratio(train, "ours_bf16_fc_under_autocast", "ours_bf16"),
+         "train_twin_bf16_vs_twin_fp32": ratio(train, "twin_fp32_channels_last", "twin_bf16_autocast")}
     pairs = {k: v for k, v in (("inference_default_vs_twin_channels_last", (infer, "twin_fp32_channels_last", "ours_default")),
                                 ("inference_bf16_vs_twin_bf16", (infer, "twin_bf16_autocast", "ours_bf16")),
                                 ("inference_bf16_vs_opencv_fp32", (infer, "opencv_fp32", "ours_bf16")),
                                 ("train_default_vs_twin_channels_last", (train, "twin_fp32_channels_last", "ours_default")),
                                 ("train_bf16_vs_twin_bf16", (train, "twin_bf16_autocast", "ours_bf16")),
                                 ("train_bf16_vs_twin_fp32", (train, "twin_fp32_channels_last", "ours_bf16")))}
+    pairs["train_bf16_vs_bf16_fc_under_autocast"] = (train, "ours_bf16_fc_under_autocast", "ours_bf16")
+    pairs["train_twin_bf16_vs_twin_fp32"] = (train, "twin_fp32_channels_last", "twin_bf16_autocast")
     r_min = {k: ratio(*v, key="min_s") for k, v in pairs.items()}
+    r_paired = {k: ratio(*v, key="paired") for k, v in pairs.items()}
     targets = {"inference_default_vs_twin_channels_last": 1.0, "train_default_vs_twin_channels_last": 1.0,
                "inference_bf16_vs_twin_bf16": 0.95, "train_bf16_vs_twin_bf16": 0.95,
                "inference_bf16_vs_opencv_fp32": 4.0, "train_bf16_vs_twin_fp32": 3.0}
@@ -191,12 +211,14 @@ def main(argv=None):
         "load_average_1min_at_start": load_start, "twin_max_abs_prob_diff_fp32": check,
         "images_per_s": images_per_s, "ratios": r,
         "ratios_of_fastest_runs": r_min,   # the least disturbed runs, on a shared machine
+        "ratios_paired": r_paired,         # median of the per-round ratios
         "targets": {k: {"target": t, "measured": r[k], "met": r[k] >= t, "fastest_runs": r_min[k],
-                        "met_fastest_runs": r_min[k] >= t} for k, t in targets.items()},
+                        "met_fastest_runs": r_min[k] >= t, "paired": r_paired[k], "met_paired": r_paired[k] >= t}
+                    for k, t in targets.items()},
         "fc8_bf16_vs_fp32_on_photos": numerics, "train_step": train, "inference": infer,
     }
     write(args.out, report)
-    print(json.dumps({k: report[k] for k in ("images_per_s", "ratios", "ratios_of_fastest_runs", "targets",
+    print(json.dumps({k: report[k] for k in ("images_per_s", "ratios", "ratios_of_fastest_runs", "ratios_paired", "targets",
                                              "fc8_bf16_vs_fp32_on_photos")},
                      indent=1))
     print(f"wrote {args.out}")

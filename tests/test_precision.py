@@ -71,14 +71,23 @@ def test_modes_against_float64_twin():
     net(data=x, label=label)
     assert torch.equal(net.blobs["fc"], fp32)
     net.precision = "bf16"
-    out = net(data=x, label=label)
+    with torch.no_grad():            # inference: the inner product in bfloat16 too
+        out = net(data=x, label=label)
     bf16 = net.blobs["fc"]
-    assert bf16.dtype == torch.bfloat16
+    assert bf16.dtype == torch.bfloat16 and net.blobs["conv1"].dtype == torch.bfloat16
     # Stated tolerance: bfloat16 operands (8-bit mantissa, relative rounding 2^-9 each) with
     # float32 accumulation and a bfloat16 result: within 2% of the largest logit.
     err = float((bf16.detach().double() - ref).abs().max())
     assert 1e-4 * scale < err <= 2e-2 * scale   # really rounded, and within the tolerance
     assert out["prob"].dtype == torch.float32 and out["acc"].dtype == torch.float32
+    # A pass that builds a graph computes the N=4-row inner product in float32 from the
+    # bfloat16 pooled map (vgg_caffe.islands): F.linear of exactly that bottom, in float32.
+    net(data=x, label=label)
+    pooled = net.blobs["pool1"]
+    assert pooled.dtype == torch.bfloat16 and net.blobs["fc"].dtype == torch.float32
+    assert torch.equal(net.blobs["fc"], F.linear(pooled.float().flatten(1), *net.params["fc"]))
+    err = float((net.blobs["fc"].detach().double() - ref).abs().max())
+    assert 1e-4 * scale < err <= 2e-2 * scale   # the convolution's rounding, carried on
     torch.testing.assert_close(out["prob"].double(), torch.softmax(ref, 1), rtol=0, atol=2e-2)
     with pytest.raises(CaffeError, match=r"unknown precision 'fp16'; allowed: fp32, tf32, bf16"):
         net.precision = "fp16"
@@ -104,17 +113,20 @@ def test_losses_softmax_accuracy_stay_fp32_under_bf16(monkeypatch):
             net.layer(name).register_forward_pre_hook(record(name))
     x, label = inputs(1)
     train(data=x, label=label)
-    assert seen["conv1"][0] and seen["fc"][0]                       # autocast over the graph
+    assert seen["conv1"][0]                                          # autocast over the graph
     assert seen["loss"] == (False, [torch.float32, torch.float32])   # outside it, float32 bottoms
     assert seen["relu1"] == (False, [torch.float32])
-    assert train.blobs["fc"].dtype == torch.bfloat16 and train.blobs["loss"].dtype == torch.float32
-    # The loss is the float32 softmax loss of the (bfloat16) logits: -mean log p[label].
+    assert seen["fc"] == (False, [torch.float32])                    # a few-row product (islands)
+    assert train.blobs["fc"].dtype == torch.float32 and train.blobs["loss"].dtype == torch.float32
+    # The loss is the float32 softmax loss of the logits: -mean log p[label].
     logits = train.blobs["fc"].double()
     want = -torch.log_softmax(logits, 1).gather(1, label.long()[:, None]).mean()
     assert abs(train.loss.item() - want.item()) < 1e-6
     train.backward()
     assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in train.parameters())
-    out = test(data=x, label=label)
+    with torch.no_grad():
+        out = test(data=x, label=label)
+    assert seen["fc"][0] and test.blobs["fc"].dtype == torch.bfloat16
     assert seen["prob"] == (False, [torch.float32]) and seen["acc"][0] is False
     assert torch.equal(out["prob"], torch.softmax(test.blobs["fc"].float(), 1))
     hits = (test.blobs["fc"].float().argmax(1) == label.long()).float().mean()
@@ -317,7 +329,7 @@ def test_solver_bf16_keeps_fp32_master_weights_and_history():
             for p, q in zip(probe.parameters(), solver.params):
                 p.copy_(q)
         probe(**feed(it, 0, N))
-        assert probe.blobs["fc"].dtype == torch.bfloat16
+        assert probe.blobs["conv1"].dtype == torch.bfloat16
         probe.backward()
         g = [p.grad.double() for p in probe.parameters()]
         v = [0.9 * vk + 0.1 * (gk + 0.01 * wk) for vk, gk, wk in zip(v, g, w)]

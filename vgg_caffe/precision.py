@@ -17,8 +17,13 @@ precision: "fp32" (default), "tf32" or "bf16" (Net(..., precision=...), net.prec
         the master weights, their .grad arrive in float32 and the solver applies Caffe's update
         to them in float32, its history float32 too. Layers whose class sets `fp32_only = True`
         (Softmax, Accuracy, BatchNorm) and every loss layer (`is_loss`) run outside autocast on float32 copies of their
-        bottoms, so losses, probabilities and statistics are float32. The outputs forward returns
-        are float32; other blobs in net.blobs keep the dtype they were computed in (bfloat16).
+        bottoms, so losses, probabilities and statistics are float32. On a CPU an InnerProduct
+        with at most 32 rows (the batch, for fc layers) computes in float32 in passes that build
+        an autograd graph (training), where autocast would cast its weight on every pass: the
+        product is bound by reading the weight, and float32 is both faster there and exact
+        (vgg_caffe.islands has the figures). Passes without autograd keep it in bfloat16.
+        The outputs forward returns are float32; other blobs in net.blobs keep the dtype they
+        were computed in (bfloat16, or float32 from an island).
   The CUDA TF32 switches are process-wide; a CUDA net sets them before each forward pass, so
   nets in different modes may take turns in one process. CPU nets leave them alone.
   Passes without autograd (no_grad, inference_mode) reuse the bf16 casts of the convolution and
@@ -55,11 +60,11 @@ import torch
 from torch import fx, nn
 
 from . import weight_casts
+from .islands import LOW, FP32Island, fp32_only, island_for  # noqa: F401  (re-exported)
 from .compiled import Compiled, compiler_unavailable  # noqa: F401  (re-exported)
 from .errors import CaffeError
 
 MODES = ("fp32", "tf32", "bf16")
-LOW = (torch.bfloat16, torch.float16)
 CONVOLUTIONS = ("Convolution", "Deconvolution")
 _DEFAULTS = {"precision": "fp32", "torch_compile": False}
 
@@ -206,8 +211,8 @@ def run_graph(net, feeds):
 
 
 def runner(net, mode, device_type):
-    """What runs the graph: the graph module itself for fp32/tf32, a copy whose fp32_only layers
-    are wrapped for bf16 (and a copy returning only the kept blobs with keep_blobs), called
+    """What runs the graph: the graph module itself for fp32/tf32, a copy whose layers that
+    compute in float32 under bf16 are wrapped in their islands (vgg_caffe.islands) (and a copy returning only the kept blobs with keep_blobs), called
     through eager_caller; compiled when net.torch_compile. Cached on the net (a new
     graph_module, as after surgery, starts a new cache)."""
     state = net.__dict__.setdefault("_speed_state", {})
@@ -238,40 +243,15 @@ def eager_caller(net, module):
     return call
 
 
-class FP32Island(nn.Module):
-    """Runs a layer outside autocast on float32 copies of its low-precision bottoms."""
-
-    def __init__(self, layer, device_type):
-        super().__init__()
-        self.layer, self.device_type = layer, device_type
-
-    def forward(self, *bottoms):
-        with torch.autocast(self.device_type, enabled=False):
-            return self.layer(*[_to_fp32(b) for b in bottoms])
-
-
-def _to_fp32(value):
-    if isinstance(value, (list, tuple)):  # the bottoms of a takes_list layer
-        return [_to_fp32(v) for v in value]
-    if isinstance(value, torch.Tensor) and value.dtype in LOW:
-        return value.float()
-    return value
-
-
-def fp32_only(layer):
-    """Whether `layer` runs in float32 under bf16: its class says so, or it is a loss."""
-    return bool(getattr(layer, "fp32_only", False) or getattr(layer, "is_loss", False))
-
-
 def with_fp32_islands(graph_module, device_type):
-    """A GraphModule computing what `graph_module` does, sharing its layers, with every
-    fp32_only layer wrapped in an FP32Island."""
+    """A GraphModule computing what `graph_module` does, sharing its layers, with every layer
+    that computes in float32 under bf16 wrapped in its island (vgg_caffe.islands)."""
     return rebuilt(graph_module, device_type)
 
 
 def rebuilt(graph_module, islands_on=None, keep=None):
-    """A copy of the net's GraphModule sharing its layers: fp32_only layers wrapped in
-    FP32Islands for autocast on device type `islands_on`, and, when `keep` (blob names) is
+    """A copy of the net's GraphModule sharing its layers: layers wrapped in their float32
+    islands (vgg_caffe.islands.island_for) for autocast on device type `islands_on`, and, when `keep` (blob names) is
     given, returning only those blobs, so that fx's generated code frees every other one right
     after its last use instead of holding all of them to the end of the pass."""
     graph = fx.Graph()
@@ -283,16 +263,15 @@ def rebuilt(graph_module, islands_on=None, keep=None):
     for node in graph.nodes:
         if node.op == "call_module" and not hasattr(root, node.target):
             layer = graph_module.get_submodule(node.target)
-            wrap = islands_on is not None and fp32_only(layer)
-            root.add_module(node.target, FP32Island(layer, islands_on) if wrap else layer)
+            island = island_for(layer, islands_on) if islands_on is not None else None
+            root.add_module(node.target, island if island is not None else layer)
     return fx.GraphModule(root, graph, class_name="CaffeNetBF16" if islands_on else "CaffeNetKept")
 
 
 def island_call(net, layer):
     """What the graph calls for `layer` in the net's precision (for timing a layer alone)."""
-    if net.precision == "bf16" and fp32_only(layer):
-        return FP32Island(layer, net._device().type)
-    return layer
+    island = island_for(layer, net._device().type) if net.precision == "bf16" else None
+    return layer if island is None else island
 
 
 def compiled_runners(net):

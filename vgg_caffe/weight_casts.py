@@ -25,6 +25,8 @@ weight_casts off.
 import torch
 from torch.func import functional_call
 
+from .islands import fp32_only
+
 CAST_TYPES = ("Convolution", "Deconvolution", "InnerProduct")
 
 
@@ -53,8 +55,6 @@ class WeightCasts:
 
     def cast_params(self, net):
         """{id(param): param} of the parameters autocast would cast."""
-        from .precision import fp32_only   # (precision imports this module)
-
         found = {}
         for layer in net.layers.values():
             if layer.type in CAST_TYPES and not fp32_only(layer):   # an FP32 island computes in float32
