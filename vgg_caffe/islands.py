@@ -17,6 +17,9 @@ FewRowsProduct  an InnerProduct on a CPU with at most FLOAT32_ROWS rows (the pro
             float32 against 158 ms under autocast; at 64 rows autocast is ahead (168 against 234
             ms), hence the limit of 32. The result is the float32 product, bitwise what an fp32
             net computes from the same bottom, so it is more exact than bf16, never less.
+            The rows are those this process computes: a batch split over processes or
+            sub-batches (iter_size) has fewer, so a bf16 run's fc layers may compute in float32
+            in one split and in bfloat16 in another (fp32 runs do not depend on it).
             Passes without autograd run it under autocast as any other layer: their weight casts
             are made once and reused (vgg_caffe.weight_casts), so the bfloat16 product, reading
             half the bytes, is the faster one there; so do CUDA nets, whose memory is fast.
