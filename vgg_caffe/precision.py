@@ -60,7 +60,7 @@ import torch
 from torch import fx, nn
 
 from . import weight_casts
-from .islands import LOW, FP32Island, fp32_only, island_for  # noqa: F401  (re-exported)
+from .islands import LOW, island_for
 from .compiled import Compiled, compiler_unavailable  # noqa: F401  (re-exported)
 from .errors import CaffeError
 
@@ -211,10 +211,11 @@ def run_graph(net, feeds):
 
 
 def runner(net, mode, device_type):
-    """What runs the graph: the graph module itself for fp32/tf32, a copy whose layers that
-    compute in float32 under bf16 are wrapped in their islands (vgg_caffe.islands) (and a copy returning only the kept blobs with keep_blobs), called
-    through eager_caller; compiled when net.torch_compile. Cached on the net (a new
-    graph_module, as after surgery, starts a new cache)."""
+    """What runs the graph: the graph module itself for fp32/tf32; for bf16 a copy whose layers
+    that compute in float32 are wrapped in their islands (vgg_caffe.islands); with keep_blobs a
+    copy returning only the kept blobs. Called through eager_caller; compiled when
+    net.torch_compile. Cached on the net (a new graph_module, as after surgery, starts a new
+    cache)."""
     state = net.__dict__.setdefault("_speed_state", {})
     if state.get("graph") is not net.graph_module:
         state.clear()
@@ -243,17 +244,12 @@ def eager_caller(net, module):
     return call
 
 
-def with_fp32_islands(graph_module, device_type):
-    """A GraphModule computing what `graph_module` does, sharing its layers, with every layer
-    that computes in float32 under bf16 wrapped in its island (vgg_caffe.islands)."""
-    return rebuilt(graph_module, device_type)
-
-
 def rebuilt(graph_module, islands_on=None, keep=None):
     """A copy of the net's GraphModule sharing its layers: layers wrapped in their float32
-    islands (vgg_caffe.islands.island_for) for autocast on device type `islands_on`, and, when `keep` (blob names) is
-    given, returning only those blobs, so that fx's generated code frees every other one right
-    after its last use instead of holding all of them to the end of the pass."""
+    islands (vgg_caffe.islands.island_for) for autocast on device type `islands_on`, and, when
+    `keep` (blob names) is given, returning only those blobs, so that fx's generated code frees
+    every other one right after its last use instead of holding all of them to the end of the
+    pass."""
     graph = fx.Graph()
     blobs = graph.graph_copy(graph_module.graph, {})
     if keep is not None:
