@@ -9,11 +9,10 @@ FP32Island  layers whose results must be float32 whatever the net runs in: the c
 FewRowsProduct  an InnerProduct on a CPU with at most FLOAT32_ROWS rows (the product of the
             bottom's axes before `axis`: the batch, for fc layers), in a pass that builds an
             autograd graph (training), where autocast casts the float32 master weight to bfloat16
-            on every pass. Such a product is bound by reading the weight,
-            not by arithmetic: autocast reads the float32 weight, writes a bfloat16 copy and reads
-            that, and in a training pass writes the weight's gradient in bfloat16 and converts it
-            to float32 again; the float32 product reads the weight once and writes the gradient
-            once. fc6 of VGG-16 at batch 8, forward + backward on 2 cores (AMX): 102 ms in
+            on every pass. Such a product is bound by reading the weight, not by arithmetic:
+            autocast reads the float32 weight, writes a bfloat16 copy and reads that, and in a
+            training pass writes the weight's gradient in bfloat16 and converts it to float32
+            again; the float32 product reads the weight once and writes the gradient once. fc6 of VGG-16 at batch 8, forward + backward on 2 cores (AMX): 102 ms in
             float32 against 158 ms under autocast; at 64 rows autocast is ahead (168 against 234
             ms), hence the limit of 32. The result is the float32 product, bitwise what an fp32
             net computes from the same bottom, so it is more exact than bf16, never less.
