@@ -253,6 +253,26 @@ def fake_compiler(forward_delay=0.0, backward_delay=0.0, calls=None):
     return compile_
 
 
+def test_compile_trial_keeps_compiled_only_by_a_margin():
+    def decide(eager, compiled):
+        trial = compiled_mod.Trial()
+        trial.times = {"eager": list(eager), "compiled": list(compiled)}
+        way, decided = trial.next_way()
+        assert decided and way == trial.choice
+        return trial.choice
+
+    n = compiled_mod.TRIAL
+    assert compiled_mod.KEEP_MARGIN == 0.03
+    assert decide([1.0] * n, [0.99] * n) == "eager"        # 1 % ahead: within the noise
+    assert decide([1.0] * n, [0.975] * n) == "eager"       # 2.5 %
+    assert decide([1.0] * n, [0.96] * n) == "compiled"     # 4 %
+    assert decide([1.2, 1.0, 1.1], [0.9, 1.3, 1.3]) == "compiled"   # by the best times
+    assert decide([0.5] * n, [0.6] * n) == "eager"
+    unfinished = compiled_mod.Trial()
+    unfinished.times = {"eager": [1.0] * n, "compiled": [0.5] * (n - 1)}
+    assert unfinished.next_way() == ("compiled", False) and unfinished.choice is None
+
+
 def test_compile_trial_keeps_the_faster_way(monkeypatch, capsys):
     x, label = inputs(5)
     monkeypatch.setattr(compiled_mod, "compiler_unavailable", lambda: None)

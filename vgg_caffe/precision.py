@@ -49,9 +49,10 @@ keep_blobs: None (default: net.blobs holds every blob after a pass, as pycaffe's
 
 torch_compile: False (default) or True: torch.compile of the graph module, for training and
   inference (vgg_caffe.compiled). Where the compiler is unavailable (torch.compile raising, no C++
-  compiler for the CPU backend, an error when a call compiles), or where the compiled passes
-  time slower than uncompiled ones over a short trial (inductor's CPU training kernels are), the
-  net says so in one line on stderr and runs the graph uncompiled from then on.
+  compiler for the CPU backend, an error when a call compiles), or where the compiled passes do
+  not time at least 3 % faster than uncompiled ones over a short trial (inductor's CPU training
+  kernels are slower), the net says so in one line on stderr and runs the graph uncompiled from
+  then on.
 """
 import contextlib
 import sys
