@@ -1,9 +1,9 @@
 """Whether this core's AMX unit was ours while a bf16 pass ran: a probe around each timed call.
 
 On this machine (a 2-vCPU slice of a shared Xeon) a bfloat16 matmul runs at two speeds that flip
-every second or two: about 1,000 GFLOP/s, and about 400 while another tenant uses the AMX unit its
-core shares with ours. Memory bandwidth (~33 GB/s) and float32 matmuls (~230-260 GFLOP/s) stay
-put through both (bench/results/precision.json records a probe series). A bf16 VGG step then
+every few seconds: about 1,000 GFLOP/s, and about 400 while another tenant uses the AMX unit its
+core shares with ours. Memory bandwidth and float32 matmuls do not follow it
+(bench/results/precision.json records a series of the three readings). A bf16 VGG step then
 takes 0.6 s or 1.4 s from one repeat to the next, and a median over repeats says how often the
 neighbour was busy, not what the code costs. So every timed call is bracketed by a short probe
 (8 bf16 1024x1024 matmuls, ~16 ms at full speed, from cache) and the call is counted as
@@ -47,15 +47,16 @@ def probed(fns, log):
 def series(count, pause_s=0.5):
     """`count` readings of (bf16 GFLOP/s, float32 GFLOP/s, copy GB/s), `pause_s` apart: which of
     the machine's resources swing."""
-    a, b = torch.empty(32 << 20), torch.empty(32 << 20)    # 128 MB each: out of cache
+    a, b = torch.ones(32 << 20), torch.zeros(32 << 20)     # 128 MB each: out of cache; pages touched
     f = torch.randn(N, N, generator=torch.Generator().manual_seed(1))
     f @ f
+    b.copy_(a)
     out = []
     for _ in range(count):
         t0 = time.perf_counter()
-        for _ in range(2):
+        for _ in range(4):
             f @ f
-        fp32 = 2 * 2 * N ** 3 / (time.perf_counter() - t0) / 1e9
+        fp32 = 4 * 2 * N ** 3 / (time.perf_counter() - t0) / 1e9
         t0 = time.perf_counter()
         b.copy_(a)
         copy = 2 * a.numel() * 4 / (time.perf_counter() - t0) / 1e9
