@@ -19,16 +19,21 @@ CONTENDED_BELOW = 0.7
 _MATRIX = {}
 
 
+def _gflops(m, times):
+    """GFLOP/s of `times` products m @ m (m: N x N)."""
+    t0 = time.perf_counter()
+    for _ in range(times):
+        m @ m
+    return times * 2 * N ** 3 / (time.perf_counter() - t0) / 1e9
+
+
 def probe():
     """bf16 matmul GFLOP/s right now."""
     m = _MATRIX.get("m")
     if m is None:
         m = _MATRIX["m"] = torch.randn(N, N, generator=torch.Generator().manual_seed(0)).bfloat16()
         m @ m
-    t0 = time.perf_counter()
-    for _ in range(8):
-        m @ m
-    return 8 * 2 * N ** 3 / (time.perf_counter() - t0) / 1e9
+    return _gflops(m, 8)
 
 
 def probed(fns, log):
@@ -53,10 +58,7 @@ def series(count, pause_s=0.5):
     b.copy_(a)
     out = []
     for _ in range(count):
-        t0 = time.perf_counter()
-        for _ in range(4):
-            f @ f
-        fp32 = 4 * 2 * N ** 3 / (time.perf_counter() - t0) / 1e9
+        fp32 = _gflops(f, 4)
         t0 = time.perf_counter()
         b.copy_(a)
         copy = 2 * a.numel() * 4 / (time.perf_counter() - t0) / 1e9

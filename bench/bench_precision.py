@@ -192,45 +192,40 @@ def main(argv=None):
             return statistics.median(a / b for a, b in zip(table[slow]["all_s"], table[fast]["all_s"]))
         return table[slow][key] / table[fast][key]
 
-    r = {"inference_default_vs_twin_channels_last": ratio(infer, "twin_fp32_channels_last", "ours_default"),
-         "inference_bf16_vs_twin_bf16": ratio(infer, "twin_bf16_autocast", "ours_bf16"),
-         "inference_bf16_vs_opencv_fp32": ratio(infer, "opencv_fp32", "ours_bf16"),
-         "inference_bf16_vs_default": ratio(infer, "ours_default", "ours_bf16"),
-         "inference_keep_outputs_default_vs_twin_channels_last":
-             ratio(infer, "twin_fp32_channels_last", "ours_default_keep_outputs"),
-         "inference_keep_outputs_bf16_vs_twin_bf16": ratio(infer, "twin_bf16_autocast", "ours_bf16_keep_outputs"),
-         "train_default_vs_twin_channels_last": ratio(train, "twin_fp32_channels_last", "ours_default"),
-         "train_bf16_vs_twin_bf16": ratio(train, "twin_bf16_autocast", "ours_bf16"),
-         "train_bf16_vs_twin_fp32": ratio(train, "twin_fp32_channels_last", "ours_bf16"),
-         "train_bf16_vs_default": ratio(train, "ours_default", "ours_bf16"),
-         "train_bf16_vs_bf16_fc_under_autocast": ratio(train, "ours_bf16_fc_under_autocast", "ours_bf16"),
-         "train_twin_bf16_vs_twin_fp32": ratio(train, "twin_fp32_channels_last", "twin_bf16_autocast")}
-    pairs = {k: v for k, v in (("inference_default_vs_twin_channels_last", (infer, "twin_fp32_channels_last", "ours_default")),
-                                ("inference_bf16_vs_twin_bf16", (infer, "twin_bf16_autocast", "ours_bf16")),
-                                ("inference_bf16_vs_opencv_fp32", (infer, "opencv_fp32", "ours_bf16")),
-                                ("train_default_vs_twin_channels_last", (train, "twin_fp32_channels_last", "ours_default")),
-                                ("train_bf16_vs_twin_bf16", (train, "twin_bf16_autocast", "ours_bf16")),
-                                ("train_bf16_vs_twin_fp32", (train, "twin_fp32_channels_last", "ours_bf16")))}
-    pairs["train_bf16_vs_bf16_fc_under_autocast"] = (train, "ours_bf16_fc_under_autocast", "ours_bf16")
-    pairs["train_twin_bf16_vs_twin_fp32"] = (train, "twin_fp32_channels_last", "twin_bf16_autocast")
-    r_min = {k: ratio(*v, key="min_s") for k, v in pairs.items()}
-    r_paired = {k: ratio(*v, key="paired") for k, v in pairs.items()}
+    tables = {"inference": infer, "train_step": train}
+    # Each comparison: (kind, slower variant, faster variant); `pairs` are also given as fastest
+    # runs, per round and uncontended, `medians_only` as ratios of medians alone.
+    pairs = {"inference_default_vs_twin_channels_last": ("inference", "twin_fp32_channels_last", "ours_default"),
+             "inference_bf16_vs_twin_bf16": ("inference", "twin_bf16_autocast", "ours_bf16"),
+             "inference_bf16_vs_opencv_fp32": ("inference", "opencv_fp32", "ours_bf16"),
+             "train_default_vs_twin_channels_last": ("train_step", "twin_fp32_channels_last", "ours_default"),
+             "train_bf16_vs_twin_bf16": ("train_step", "twin_bf16_autocast", "ours_bf16"),
+             "train_bf16_vs_twin_fp32": ("train_step", "twin_fp32_channels_last", "ours_bf16"),
+             "train_bf16_vs_bf16_fc_under_autocast": ("train_step", "ours_bf16_fc_under_autocast", "ours_bf16"),
+             "train_twin_bf16_vs_twin_fp32": ("train_step", "twin_fp32_channels_last", "twin_bf16_autocast")}
+    medians_only = {"inference_bf16_vs_default": ("inference", "ours_default", "ours_bf16"),
+                    "inference_keep_outputs_default_vs_twin_channels_last":
+                        ("inference", "twin_fp32_channels_last", "ours_default_keep_outputs"),
+                    "inference_keep_outputs_bf16_vs_twin_bf16":
+                        ("inference", "twin_bf16_autocast", "ours_bf16_keep_outputs"),
+                    "train_bf16_vs_default": ("train_step", "ours_default", "ours_bf16")}
+    r = {k: ratio(tables[kind], slow, fast) for k, (kind, slow, fast) in {**pairs, **medians_only}.items()}
+    r_min = {k: ratio(tables[kind], slow, fast, key="min_s") for k, (kind, slow, fast) in pairs.items()}
+    r_paired = {k: ratio(tables[kind], slow, fast, key="paired") for k, (kind, slow, fast) in pairs.items()}
     # bf16 calls the probes found uncontended against the float32 medians (which the contention
     # does not move): what the code costs when the AMX unit is ours.
     top = _amx.peak(train_log, infer_log, readings=machine)
     by_state = {"train_step": _amx.split(train_log, top), "inference": _amx.split(infer_log, top)}
 
     def free(kind, name):
-        table, _ = by_state[kind]
         if "bf16" in name:
-            return table[name]["uncontended"]["median_s"]
-        return (train if kind == "train_step" else infer)[name]["median_s"]
+            return by_state[kind][0][name]["uncontended"]["median_s"]
+        return tables[kind][name]["median_s"]
 
     def ratio_free(kind, slow, fast):
         a, b = free(kind, slow), free(kind, fast)
         return None if a is None or b is None else a / b
-    r_free = {k: ratio_free("train_step" if table is train else "inference", slow, fast)
-              for k, (table, slow, fast) in pairs.items()}
+    r_free = {k: ratio_free(*v) for k, v in pairs.items()}
     targets = {"inference_default_vs_twin_channels_last": 1.0, "train_default_vs_twin_channels_last": 1.0,
                "inference_bf16_vs_twin_bf16": 0.95, "train_bf16_vs_twin_bf16": 0.95,
                "inference_bf16_vs_opencv_fp32": 4.0, "train_bf16_vs_twin_fp32": 3.0}

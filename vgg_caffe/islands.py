@@ -12,9 +12,10 @@ FewRowsProduct  an InnerProduct on a CPU with at most FLOAT32_ROWS rows (the pro
             on every pass. Such a product is bound by reading the weight, not by arithmetic:
             autocast reads the float32 weight, writes a bfloat16 copy and reads that, and in a
             training pass writes the weight's gradient in bfloat16 and converts it to float32
-            again; the float32 product reads the weight once and writes the gradient once. fc6 of VGG-16 at batch 8, forward + backward on 2 cores (AMX): 102 ms in
-            float32 against 158 ms under autocast; at 64 rows autocast is ahead (168 against 234
-            ms), hence the limit of 32. The result is the float32 product, bitwise what an fp32
+            again; the float32 product reads the weight once and writes the gradient once. fc6
+            of VGG-16 at batch 8, forward + backward on 2 cores (AMX): 102 ms in float32 against
+            158 ms under autocast; at 64 rows autocast is ahead (168 against 234 ms), hence the
+            limit of 32. The result is the float32 product, bitwise what an fp32
             net computes from the same bottom, so it is more exact than bf16, never less.
             The rows are those this process computes: a batch split over processes or
             sub-batches (iter_size) has fewer, so a bf16 run's fc layers may compute in float32
@@ -58,19 +59,17 @@ class FP32Island(nn.Module):
             return self.layer(*[to_fp32(b) for b in bottoms])
 
 
-class FewRowsProduct(nn.Module):
-    """An InnerProduct that computes in float32 when it has few rows and its weight would be cast
-    (see the module docstring); otherwise as under autocast."""
+class FewRowsProduct(FP32Island):
+    """A CPU InnerProduct that runs as an FP32Island when it has few rows and its weight would be
+    cast (see the module docstring); otherwise as under autocast."""
 
-    def __init__(self, layer, device_type):
-        super().__init__()
-        self.layer, self.device_type = layer, device_type
+    def __init__(self, layer):
+        super().__init__(layer, "cpu")
 
     def forward(self, x):
-        if self.device_type == "cpu" and torch.is_grad_enabled() and self.layer.blobs[0].dtype == torch.float32 \
+        if torch.is_grad_enabled() and self.layer.blobs[0].dtype == torch.float32 \
                 and math.prod(x.shape[:self.layer.axis]) <= FLOAT32_ROWS:
-            with torch.autocast("cpu", enabled=False):
-                return self.layer(to_fp32(x))
+            return super().forward(x)
         return self.layer(x)
 
 
@@ -79,5 +78,5 @@ def island_for(layer, device_type):
     if fp32_only(layer):
         return FP32Island(layer, device_type)
     if layer.type == "InnerProduct" and device_type == "cpu":
-        return FewRowsProduct(layer, device_type)
+        return FewRowsProduct(layer)
     return None
