@@ -9,12 +9,13 @@
 3. Trajectories (not with --quick): fp32 trained with one more thread (same arithmetic, another
    summation order) and both precisions stopped at 380 and 420 iterations: how much the table
    moves when only the training trajectory changes -- the yardstick for (1).
-3b. Seeds (not with --quick): the demo trained from --seeds initialisations (the solver's
-   random_seed) in each precision: per row, mean and spread in each, and the difference of the
-   means with its standard error -- what bf16 does to the table beyond what the seed does. A run
-   that diverges (the solver stops on a NaN loss) is counted. The same again trained to
-   convergence (CONVERGED: 1,500 iterations, the plateau policy, clip_gradients 10;
-   --converged-seeds).
+3b. Seeds (not with --quick; bench._seed_study): the demo trained from --seeds initialisations
+   (the solver's random_seed) in fp32, in bf16 and in fp32 with one more thread: per row and for
+   the late training loss, the mean and spread of each, and the per-seed (paired) differences
+   bf16 - fp32 and one-more-thread - fp32 with their standard errors -- what bf16 does to the
+   table beyond what the seed does, next to what a change of summation order alone does. The
+   same again trained to convergence (CONVERGED: 1,500 iterations, the plateau policy,
+   clip_gradients 10; --converged-seeds).
 3c. Gradients: one training batch's weight gradients at the fp32 demo's weights, in our bf16 and
    in the torch twin under bf16 autocast, each against float64.
 4. The trained net on real photos: top-1 agreement of bf16 with fp32 and the relative error of
@@ -22,43 +23,25 @@
    their centre crop and at the 5x5 grid of crops plus flips.
 Targets (issue 14): the table changes by at most 1 point; top-1 agrees on >= 99% of real photos.
 
-    python -m bench.bench_precision_demo [--quick] [--threads 1] [--seeds 5] [--keep DIR]
+    python -m bench.bench_precision_demo [--quick] [--threads 1] [--seeds 10] [--converged-seeds 5] [--jobs 2] [--keep DIR]
 
 Results: bench/results/precision_demo.json.
 """
 import argparse
 import json
-import math
 import os
 import shutil
-import statistics
-import subprocess
-import sys
 import tempfile
 
 import numpy as np
 import torch
 
 from bench._report import result_path, write
+from bench._seed_study import run_demo, seeds
 from vgg_caffe import eval as ev
 from vgg_caffe.errors import run_cli
 
 RESULTS = result_path("precision_demo")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run_demo(out, precision, quick, threads, iters=None, seed=None, may_diverge=False, extra=()):
-    """The demo's results.json; with may_diverge, None when its training stopped on divergence."""
-    cmd = [sys.executable, "-m", "vgg_caffe.demo", "--out", out, "--precision", precision,
-           "--threads", str(threads)] + (["--quick"] if quick else []) + (["--iters", str(iters)] if iters else [])
-    cmd += (["--seed", str(seed)] if seed is not None else []) + list(extra)
-    run = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if run.returncode and may_diverge and "training diverged" in run.stderr:
-        return None
-    if run.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{run.stderr[-2000:]}")
-    with open(os.path.join(out, "results.json")) as f:
-        return json.load(f)
 
 
 def table_diff(a, b):
@@ -171,7 +154,7 @@ def trajectories(work, fp32, bf16, args):
     def top1(result):
         return [r["top1_error"] for r in result["rows"]]
 
-    other = run_demo(os.path.join(work, "fp32_threads"), "fp32", False, args.threads + 1)
+    other = run_demo(os.path.join(work, "fp32_threads"), "fp32", False, args.threads + 1)   # the seed study's seed 1
     runs = {"fp32": {400: top1(fp32)}, "bf16": {400: top1(bf16)}}
     for mode in runs:
         for iters in (380, 420):
@@ -190,53 +173,14 @@ def trajectories(work, fp32, bf16, args):
 CONVERGED = ("--iters", "1500", "--test-interval", "50", "--plateau-patience", "4", "--clip-gradients", "10")
 
 
-def seeds(work, count, args, first=None, extra=(), tag="seed"):
-    """The table over `count` initialisations (the solver's random_seed 1, 2, ...), each trained
-    in both precisions (`first`: the results of seed 1 when already run), with the demo's
-    options plus `extra`: per row, the mean and standard deviation of each, and the difference
-    of the means with its standard error. A run whose training diverged (the solver stops on a
-    NaN loss) is counted, not averaged."""
-    tables = {"fp32": {}, "bf16": {}}
-    diverged = {"fp32": [], "bf16": []}
-    rows_of = None
-    for seed in range(1, count + 1):
-        for mode in tables:
-            found = (first or {}).get(mode) if seed == 1 else None
-            found = found or run_demo(os.path.join(work, f"{mode}_{tag}{seed}"), mode, False, args.threads,
-                                      seed=seed, may_diverge=True, extra=extra)
-            if found is None:
-                diverged[mode].append(seed)
-            else:
-                tables[mode][seed] = [r["top1_error"] for r in found["rows"]]
-                rows_of = found["rows"]
-    names = [f"{r['method']} {r['test_scale']}" for r in rows_of]
-    rows = []
-    for i, name in enumerate(names):
-        col = {m: [t[i] for t in tables[m].values()] for m in tables}
-        if not all(col.values()):
-            continue
-        mean = {m: statistics.mean(v) for m, v in col.items()}
-        sd = {m: statistics.stdev(v) if len(v) > 1 else 0.0 for m, v in col.items()}
-        se = math.sqrt(sum(sd[m] ** 2 / len(col[m]) for m in col))
-        rows.append({"row": name, "fp32_mean": round(mean["fp32"], 3), "fp32_sd": round(sd["fp32"], 3),
-                     "bf16_mean": round(mean["bf16"], 3), "bf16_sd": round(sd["bf16"], 3),
-                     "delta_of_means_points": round(mean["bf16"] - mean["fp32"], 3),
-                     "delta_standard_error": round(se, 3)})
-    same_seed = [max(abs(a - b) for a, b in zip(tables["fp32"][k], tables["bf16"][k]))
-                 for k in tables["fp32"] if k in tables["bf16"]]
-    return {"seeds": count, "demo_options": list(extra) or "the demo's defaults (400 iterations)",
-            "top1_error_by_seed": {m: {str(k): v for k, v in t.items()} for m, t in tables.items()},
-            "diverged_seeds": diverged, "rows": rows,
-            "max_abs_delta_points_same_seed": same_seed}
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="the demo's --quick run (a smoke test of this bench)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seeds", type=int, default=5, help="initialisations trained in each precision (default 5)")
-    ap.add_argument("--converged-seeds", type=int, default=3,
-                    help="initialisations trained to convergence in each precision (default 3)")
+    ap.add_argument("--seeds", type=int, default=10, help="initialisations trained in each arm (default 10)")
+    ap.add_argument("--converged-seeds", type=int, default=5,
+                    help="initialisations trained to convergence in each arm (default 5)")
+    ap.add_argument("--jobs", type=int, default=2, help="demo runs of the seed studies at once (default 2)")
     ap.add_argument("--keep", help="run the demos in this folder and keep them (default: a temporary one)")
     ap.add_argument("--out", default=RESULTS)
     args = ap.parse_args(argv)
@@ -257,8 +201,11 @@ def main(argv=None):
         control = trajectories(work, fp32, bf16, args) if not args.quick else None
         by_seed = converged = None
         if not args.quick:
-            by_seed = seeds(work, args.seeds, args, first={"fp32": fp32, "bf16": bf16})
-            converged = seeds(work, args.converged_seeds, args, extra=CONVERGED, tag="converged")
+            done = {("fp32", 1): os.path.join(work, "fp32"), ("bf16", 1): os.path.join(work, "bf16"),
+                    ("fp32_one_more_thread", 1): os.path.join(work, "fp32_threads")}
+            by_seed = seeds(work, args.seeds, args.threads, done=done, jobs=args.jobs)
+            converged = seeds(work, args.converged_seeds, args.threads, extra=CONVERGED, tag="converged",
+                              jobs=args.jobs)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -275,10 +222,13 @@ def main(argv=None):
         "training_seeds_converged": converged,
         "targets": {"table_within_1_point_eval_only": bool(eval_only["max_abs_delta_points"] <= 1.0),
                     "table_within_1_point_end_to_end": bool(end_to_end["max_abs_delta_points"] <= 1.0),
-                    "top1_agreement_at_least_99_percent": bool(agreement["top1_agreement"] >= 0.99)},
+                    "top1_agreement_at_least_99_percent": bool(agreement["top1_agreement"] >= 0.99),
+                    "converged_paired_mean_within_1_point": None if converged is None else bool(all(
+                        abs(r["bf16_minus_fp32"]["mean"]) <= 1.0 for r in converged["rows"]))},
         "note": "end to end includes two different training trajectories (training_trajectories: how much "
-                "the table moves from trajectory alone; training_seeds: the table's spread over "
-                "initialisations in each precision); eval only is the arithmetic alone",
+                "the table moves from trajectory alone; training_seeds: paired over initialisations, bf16 - fp32 "
+                "next to fp32 with one more thread - fp32, a change of summation order only); eval only is the "
+                "arithmetic alone",
     }
     write(args.out, report)
     print(json.dumps(report, indent=1))
