@@ -4,7 +4,8 @@ and OpenCV, and what bf16 does to fc8.
 VGG-16 deploy net at batch 8, 224x224, `--threads` torch/OpenCV threads, all in one process with
 the variants interleaved (a, b, c, a, b, c, ...) after a warm-up of each, medians compared:
   inference (eval, no_grad): our Net in its default mode (fp32, channels-last "auto") and in bf16,
-    each also with net.keep_blobs = () (only the outputs kept: the rest freed during the pass);
+    each also with net.keep_blobs = () (only the outputs kept: the rest freed during the pass),
+    and bf16 with net.fuse_conv_relu = False (convolution and ReLU as two calls, vgg_caffe.fusion);
     the nn.Sequential twin of bench_overhead at its best fp32 layout (channels-last input, and
     channels-last weights as torch.nn.Module.to(memory_format=...) makes them) and under bf16
     autocast; cv2.dnn (readNetFromCaffe) in fp32.
@@ -20,9 +21,10 @@ before and after each call; further rounds of the short bf16 calls give enough o
 the float32 medians, which that contention does not move. Each target says which it meets.
 Targets (issue 14): default >= 1.0x the twin (channels-last); bf16 >= 0.95x the twin under
 autocast, >= 4x OpenCV fp32 inference; bf16 training >= 3x the fp32 twin.
-Two things ours does that the twin does not, both measured here as a user gets them: bf16
-inference keeps its weight casts between passes (vgg_caffe.weight_casts; the twin casts on every
-pass, as autocast does), and the first Net raises malloc's thresholds (vgg_caffe.hostmem), which
+Three things ours does that the twin does not, measured here as a user gets them: bf16 inference
+runs each convolution and its ReLU as one oneDNN call (vgg_caffe.fusion; bitwise the same values),
+bf16 inference keeps its weight casts between passes (vgg_caffe.weight_casts; the twin casts on
+every pass, as autocast does), and the first Net raises malloc's thresholds (vgg_caffe.hostmem), which
 is process-wide: the twin and OpenCV in this process run with it too (bench_hostmem measures it
 alone).
 Numerics: fc8 in bf16 against fp32 on crops of real photos (scikit-image samples; He-initialised
@@ -126,9 +128,9 @@ def main(argv=None):
     xcl = x.contiguous(memory_format=torch.channels_last)
     assert net.channels_last == "auto" and net.precision == "fp32"
 
-    def ours(mode, train, keep=None, rows=islands.FLOAT32_ROWS):
+    def ours(mode, train, keep=None, rows=islands.FLOAT32_ROWS, fuse=True):
         def run():
-            net.precision, net.keep_blobs = mode, keep
+            net.precision, net.keep_blobs, net.fuse_conv_relu = mode, keep, fuse
             islands.FLOAT32_ROWS = rows   # 0: every inner product under autocast, as before the islands
             try:
                 return step_ours(net, x, labels) if train else infer_ours(net, x)
@@ -177,7 +179,8 @@ def main(argv=None):
         "ours_default": ours("fp32", False), "twin_fp32_channels_last": theirs(False, False),
         "ours_bf16": ours("bf16", False), "twin_bf16_autocast": theirs(True, False),
         "opencv_fp32": lambda: infer_opencv(cv, xn), "ours_default_keep_outputs": ours("fp32", False, ()),
-        "ours_bf16_keep_outputs": ours("bf16", False, ())}, infer_log), args.repeats)
+        "ours_bf16_keep_outputs": ours("bf16", False, ()), "ours_bf16_unfused": ours("bf16", False, fuse=False)},
+        infer_log), args.repeats)
     interleaved(_amx.probed({"ours_bf16": ours("bf16", False), "twin_bf16_autocast": theirs(True, False)},
                             infer_log), args.bf16_repeats)
     net.keep_blobs = None
@@ -202,7 +205,8 @@ def main(argv=None):
              "train_bf16_vs_twin_bf16": ("train_step", "twin_bf16_autocast", "ours_bf16"),
              "train_bf16_vs_twin_fp32": ("train_step", "twin_fp32_channels_last", "ours_bf16"),
              "train_bf16_vs_bf16_fc_under_autocast": ("train_step", "ours_bf16_fc_under_autocast", "ours_bf16"),
-             "train_twin_bf16_vs_twin_fp32": ("train_step", "twin_fp32_channels_last", "twin_bf16_autocast")}
+             "train_twin_bf16_vs_twin_fp32": ("train_step", "twin_fp32_channels_last", "twin_bf16_autocast"),
+             "inference_bf16_fused_vs_unfused": ("inference", "ours_bf16_unfused", "ours_bf16")}
     medians_only = {"inference_bf16_vs_default": ("inference", "ours_default", "ours_bf16"),
                     "inference_keep_outputs_default_vs_twin_channels_last":
                         ("inference", "twin_fp32_channels_last", "ours_default_keep_outputs"),

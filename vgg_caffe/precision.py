@@ -47,6 +47,11 @@ keep_blobs: None (default: net.blobs holds every blob after a pass, as pycaffe's
   pass holding every blob; since freed memory is reused (vgg_caffe.hostmem) bench_precision
   measures the two within noise of each other.)
 
+fuse_conv_relu: True (default) or False: in bf16 passes without autograd on a CPU, each
+  convolution and the in-place ReLU after it run as one oneDNN call, bitwise torch's own values
+  (vgg_caffe.fusion says where and why only bf16); the activation then crosses memory once, not
+  three times. Training passes, fp32 nets and GPUs run the two layers as they are.
+
 torch_compile: False (default) or True: torch.compile of the graph module, for training and
   inference (vgg_caffe.compiled). Where the compiler is unavailable (torch.compile raising, no C++
   compiler for the CPU backend, an error when a call compiles), or where the compiled passes do
@@ -60,7 +65,7 @@ import sys
 import torch
 from torch import fx, nn
 
-from . import weight_casts
+from . import fusion, weight_casts
 from .islands import LOW, island_for
 from .compiled import Compiled, compiler_unavailable  # noqa: F401  (re-exported)
 from .errors import CaffeError
@@ -214,24 +219,30 @@ def run_graph(net, feeds):
 def runner(net, mode, device_type):
     """What runs the graph: the graph module itself for fp32/tf32; for bf16 a copy whose layers
     that compute in float32 are wrapped in their islands (vgg_caffe.islands); with keep_blobs a
-    copy returning only the kept blobs. Called through eager_caller; compiled when
-    net.torch_compile. Cached on the net (a new graph_module, as after surgery, starts a new
-    cache)."""
+    copy returning only the kept blobs; in bf16 passes without autograd on a CPU, a copy with each
+    convolution and its in-place ReLU fused (vgg_caffe.fusion). Called through eager_caller;
+    compiled when net.torch_compile. Cached on the net (a new graph_module, as after surgery,
+    starts a new cache)."""
     state = net.__dict__.setdefault("_speed_state", {})
     if state.get("graph") is not net.graph_module:
         state.clear()
         state["graph"], state["runners"] = net.graph_module, {}
     keep = getattr(net, "keep_blobs", None)
     keep = None if keep is None else frozenset(keep) | set(net.output_names) | set(net.loss_weights)
-    key = (mode == "bf16", bool(net.torch_compile), device_type, keep)
+    compiled = bool(net.torch_compile)
+    can_fuse = mode == "bf16" and bool(getattr(net, "fuse_conv_relu", True)) and fusion.available(device_type)
+    # Uncompiled, bf16 inference passes run fused and training passes plain (cached apart). Compiled,
+    # the compiler sees the plain graph and the fused one is the eager pass it is tried against
+    # and falls back to (FusedConvReLU runs its two layers in training passes).
+    fused = can_fuse and (compiled or not torch.is_grad_enabled())
+    key = (mode == "bf16", compiled, device_type, keep, fused)
     found = state["runners"].get(key)
     if found is None:
-        module = net.graph_module
-        if key[0] or keep is not None:
-            module = rebuilt(module, device_type if key[0] else None, keep)
-        found = eager_caller(net, module)
-        if key[1]:
-            found = Compiled(module, net.source, params=net.parameters(), eager=found)
+        islands = device_type if key[0] else None
+        plain = rebuilt(net.graph_module, islands, keep) if key[0] or keep is not None else net.graph_module
+        found = eager_caller(net, rebuilt(net.graph_module, islands, keep, True) if fused else plain)
+        if compiled:
+            found = Compiled(plain, net.source, params=net.parameters(), eager=found)
         state["runners"][key] = found
     return found
 
@@ -245,24 +256,37 @@ def eager_caller(net, module):
     return call
 
 
-def rebuilt(graph_module, islands_on=None, keep=None):
+def rebuilt(graph_module, islands_on=None, keep=None, fused=False):
     """A copy of the net's GraphModule sharing its layers: layers wrapped in their float32
-    islands (vgg_caffe.islands.island_for) for autocast on device type `islands_on`, and, when
+    islands (vgg_caffe.islands.island_for) for autocast on device type `islands_on`; when
     `keep` (blob names) is given, returning only those blobs, so that fx's generated code frees
     every other one right after its last use instead of holding all of them to the end of the
-    pass."""
+    pass; with `fused`, each convolution and the in-place ReLU after it as one call
+    (vgg_caffe.fusion, for bf16 passes without autograd on a CPU)."""
     graph = fx.Graph()
     blobs = graph.graph_copy(graph_module.graph, {})
     if keep is not None:
         blobs = {name: node for name, node in blobs.items() if name in keep}
     graph.output(blobs)
+
+    def island(layer):
+        return island_for(layer, islands_on) if islands_on is not None else None
+    pairs = {}
+    if fused:   # a layer that runs in an island keeps its own call
+        pairs = fusion.fuse(graph, lambda target: _layer_for(graph_module, target, island))
     root = nn.Module()
     for node in graph.nodes:
         if node.op == "call_module" and not hasattr(root, node.target):
             layer = graph_module.get_submodule(node.target)
-            island = island_for(layer, islands_on) if islands_on is not None else None
-            root.add_module(node.target, island if island is not None else layer)
+            wrapped = pairs[node.target] if node.target in pairs else island(layer)
+            root.add_module(node.target, layer if wrapped is None else wrapped)
     return fx.GraphModule(root, graph, class_name="CaffeNetBF16" if islands_on else "CaffeNetKept")
+
+
+def _layer_for(graph_module, target, island):
+    """The layer a graph node calls, or None where an island replaces it (not fused)."""
+    layer = graph_module.get_submodule(target)
+    return None if island(layer) is not None else layer
 
 
 def island_call(net, layer):
