@@ -8,12 +8,12 @@ applies the ReLU to each value as the convolution writes it (a "post-op",
 torch.ops.mkldnn._convolution_pointwise), so the activation crosses memory once.
 
 Only bf16 nets fuse. On AMX a bfloat16 convolution is fast enough for those memory passes to
-show: fused, VGG-16 inference at batch 8 on 2 cores ran 1.02-1.15x as fast (medians of three
+show: fused, VGG-16 inference at batch 8 on 2 cores ran 1.02-1.15x as fast (medians of four
 bench_precision runs; 1.05-1.10x round by round). A float32 convolution is bound by its
-arithmetic: fused too, fp32 inference measured 0.99-1.05x (0.98-1.02x round by round), no gain,
-while torch computes some float32 convolutions with its own kernels (small ones, or 1x1 ones in
-one thread), whose summation order the fused call would not reproduce. So fp32, Caffe's
-default, keeps its two calls.
+arithmetic: fused too, fp32 inference measured 0.99-1.05x in three runs (0.98-1.02x round by
+round), no gain, while torch computes some float32 convolutions with its own kernels (small
+ones, or 1x1 ones in one thread), whose summation order the fused call would not reproduce. So
+fp32, Caffe's default, keeps its two calls.
 
 The fused call is oneDNN's convolution, the kernel torch runs for every bfloat16 convolution on a
 CPU whose oneDNN supports bfloat16, with max(x, 0) applied to its result: its values are bitwise
