@@ -238,11 +238,13 @@ def runner(net, mode, device_type):
     key = (mode == "bf16", compiled, device_type, keep, fused)
     found = state["runners"].get(key)
     if found is None:
-        islands = device_type if key[0] else None
-        plain = rebuilt(net.graph_module, islands, keep) if key[0] or keep is not None else net.graph_module
-        found = eager_caller(net, rebuilt(net.graph_module, islands, keep, True) if fused else plain)
+        def graph(fuse):
+            if key[0] or keep is not None or fuse:
+                return rebuilt(net.graph_module, device_type if key[0] else None, keep, fuse)
+            return net.graph_module
+        found = eager_caller(net, graph(fused))
         if compiled:
-            found = Compiled(plain, net.source, params=net.parameters(), eager=found)
+            found = Compiled(graph(False), net.source, params=net.parameters(), eager=found)
         state["runners"][key] = found
     return found
 
