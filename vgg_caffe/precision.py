@@ -271,24 +271,18 @@ def rebuilt(graph_module, islands_on=None, keep=None, fused=False):
         blobs = {name: node for name, node in blobs.items() if name in keep}
     graph.output(blobs)
 
-    def island(layer):
-        return island_for(layer, islands_on) if islands_on is not None else None
-    pairs = {}
-    if fused:   # a layer that runs in an island keeps its own call
-        pairs = fusion.fuse(graph, lambda target: _layer_for(graph_module, target, island))
+    layers = {n.target: graph_module.get_submodule(n.target) for n in graph.nodes if n.op == "call_module"}
+    islands = {t: island_for(layer, islands_on) if islands_on is not None else None for t, layer in layers.items()}
+    # a layer that runs in an island keeps its own call
+    pairs = fusion.fuse(graph, lambda t: layers[t] if islands[t] is None else None) if fused else {}
     root = nn.Module()
     for node in graph.nodes:
         if node.op == "call_module" and not hasattr(root, node.target):
-            layer = graph_module.get_submodule(node.target)
-            wrapped = pairs[node.target] if node.target in pairs else island(layer)
-            root.add_module(node.target, layer if wrapped is None else wrapped)
+            t = node.target
+            wrapped = pairs[t] if t in pairs else islands[t]
+            root.add_module(t, layers[t] if wrapped is None else wrapped)
     return fx.GraphModule(root, graph, class_name="CaffeNetBF16" if islands_on else "CaffeNetKept")
 
-
-def _layer_for(graph_module, target, island):
-    """The layer a graph node calls, or None where an island replaces it (not fused)."""
-    layer = graph_module.get_submodule(target)
-    return None if island(layer) is not None else layer
 
 
 def island_call(net, layer):
